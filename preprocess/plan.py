@@ -1,0 +1,67 @@
+"""Deterministic shard plan: which videos go into which shard, the same for the same inputs.
+
+A seeded shuffle mixes classes across shards (a shard holding one class would make a streaming
+shuffle buffer useless); then videos are cut into shards by count or by a byte target.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+
+from shards.format import shard_name, unique_keys
+
+from .adapters import Listing
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedVideo:
+    row: int           # row in the index (position in the listing)
+    video_id: str
+    key: str
+    path: str
+    label: int
+    class_name: str
+    split: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardSpec:
+    number: int
+    tar: str
+    videos: tuple[PlannedVideo, ...]
+
+    def digest(self, settings: dict) -> str:
+        """Identity of the work: same videos, same keys, same settings -> same shard."""
+        payload = {"tar": self.tar, "videos": [(v.row, v.video_id, v.key) for v in self.videos], "settings": settings}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def plan_shards(listing: Listing, prefix: str, *, seed: int = 0, videos_per_shard: int | None = 64,
+                shard_bytes: int | None = None) -> list[ShardSpec]:
+    """Cut the videos present on disk into shards; by count, or by source bytes when ``shard_bytes``."""
+    if (videos_per_shard is None) == (shard_bytes is None):
+        raise ValueError("give exactly one of videos_per_shard and shard_bytes")
+    if videos_per_shard is not None and videos_per_shard < 1:
+        raise ValueError(f"videos_per_shard must be >= 1, got {videos_per_shard}")
+    keys = unique_keys([e.video_id for e in listing.entries])
+    videos = [
+        PlannedVideo(row, e.video_id, keys[row], e.path, e.label,
+                     listing.classes[e.label] if e.label >= 0 else "", tuple(e.split))
+        for row, e in enumerate(listing.entries) if e.path is not None
+    ]
+    random.Random(seed).shuffle(videos)
+    groups: list[list[PlannedVideo]] = []
+    if videos_per_shard is not None:
+        groups = [videos[i:i + videos_per_shard] for i in range(0, len(videos), videos_per_shard)]
+    else:
+        size = 0
+        for v in videos:
+            if not groups or size >= shard_bytes:
+                groups.append([])
+                size = 0
+            groups[-1].append(v)
+            size += os.path.getsize(v.path)
+    return [ShardSpec(n, shard_name(prefix, n), tuple(g)) for n, g in enumerate(groups)]

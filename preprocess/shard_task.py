@@ -1,0 +1,90 @@
+"""The Dask task: build one shard (its tar and sidecar) from its planned videos.
+
+A shard whose tar and sidecar exist and agree with the plan is skipped. A video that fails is
+recorded with its reason and left out of the tar; a shard never holds part of a video, since a
+video's frames are all in memory before its first member is written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from shards.format import STATUS_FAILED, STATUS_OK, frame_member, meta_member, sidecar_name
+from shards.writer import ShardWriter, read_sidecar, tar_listing, write_sidecar
+
+from .plan import ShardSpec
+from .transcode import TranscodeError, TranscodeSettings, transcode
+
+
+def expected_members(record: dict) -> list[tuple[str, int, int]]:
+    """The tar members (name, data offset, size) a sidecar says its tar holds, frames only."""
+    out = []
+    for v in record["videos"]:
+        if v["status"] == STATUS_OK:
+            for i, (off, size) in enumerate(zip(v["frame_offset"], v["frame_size"])):
+                out.append((frame_member(v["key"], i), off, size))
+    return out
+
+
+def complete_record(out_dir: Path, spec: ShardSpec, digest: str) -> dict | None:
+    """The sidecar of this shard if the shard on disk is complete and is this plan's; else None."""
+    rec = read_sidecar(out_dir / sidecar_name(spec.tar))
+    tar = out_dir / spec.tar
+    if rec is None or rec.get("digest") != digest or not tar.is_file():
+        return None
+    if tar.stat().st_size != rec.get("tar_size"):
+        return None
+    try:
+        members = tar_listing(tar)
+    except Exception:  # noqa: BLE001 - any unreadable tar means 'rebuild it'
+        return None
+    frames = [m for m in members if m[0].endswith(".jpg")]
+    metas = {m[0] for m in members if m[0].endswith(".json")}
+    if frames != expected_members(rec):
+        return None
+    if metas != {meta_member(v["key"]) for v in rec["videos"] if v["status"] == STATUS_OK}:
+        return None
+    return rec
+
+
+def sample_meta(v, dataset: str, split_names: list[str], s: TranscodeSettings, n_frames: int) -> dict:
+    roles = {0: "unused", 1: "train", 2: "test"}
+    return {
+        "video_id": v.video_id, "label": v.label, "class": v.class_name, "dataset": dataset,
+        "split": {name: roles[c] for name, c in zip(split_names, v.split)},
+        "fps": s.fps, "n_frames": n_frames, "height": s.height, "width": s.width, "source": v.path,
+    }
+
+
+def build_shard(spec: ShardSpec, settings: TranscodeSettings, out_dir: str, dataset: str,
+                split_names: list[str], digest: str, overwrite: bool = False) -> dict:
+    out = Path(out_dir)
+    if not overwrite:
+        rec = complete_record(out, spec, digest)
+        if rec is not None:
+            return {**rec, "skipped": True}
+    t0 = time.perf_counter()
+    videos = []
+    with ShardWriter(out / spec.tar) as writer:
+        for v in spec.videos:
+            row = {"row": v.row, "video_id": v.video_id, "key": v.key}
+            try:
+                result = transcode(v.path, settings)
+            except TranscodeError as exc:
+                videos.append({**row, "status": STATUS_FAILED, "error": str(exc), "n_frames": 0,
+                               "source_fps": None, "duration": None, "frame_offset": [], "frame_size": []})
+                continue
+            n = len(result.frames)
+            where = writer.add_sample(v.key, sample_meta(v, dataset, split_names, settings, n), result.frames)
+            duration = result.info.duration if result.info.duration else n / settings.fps
+            videos.append({**row, "status": STATUS_OK, "error": "", "n_frames": n,
+                           "source_fps": result.info.fps, "duration": duration, **where})
+        tar_size = writer.commit()
+    record = {
+        "shard": spec.number, "tar": spec.tar, "tar_size": tar_size, "digest": digest,
+        "settings": dataclasses.asdict(settings), "videos": videos,
+    }
+    write_sidecar(out / sidecar_name(spec.tar), record)
+    elapsed = time.perf_counter() - t0
+    return {**record, "skipped": False, "elapsed_s": elapsed}

@@ -1,0 +1,62 @@
+"""Shard format version 1: names, codes and keys shared by the writer, the index and every reader.
+
+The layout itself is documented in the README ("Shard format v1"); this module is the one place
+that spells it out in code.
+"""
+from __future__ import annotations
+
+import re
+
+FORMAT_VERSION = 1
+INDEX_NAME = "index.zarr"
+
+# split[v, s]
+SPLIT_UNUSED, SPLIT_TRAIN, SPLIT_TEST = 0, 1, 2
+SPLIT_CODES = {"unused": SPLIT_UNUSED, "train": SPLIT_TRAIN, "test": SPLIT_TEST}
+
+# status[v]
+STATUS_OK, STATUS_FAILED, STATUS_MISSING = 0, 1, 2
+STATUS_NAMES = {STATUS_OK: "ok", STATUS_FAILED: "failed", STATUS_MISSING: "missing"}
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def shard_name(prefix: str, number: int) -> str:
+    return f"{prefix}-{number:06d}.tar"
+
+
+def sidecar_name(tar_name: str) -> str:
+    """The JSON record beside a tar: what it holds, and the videos of its plan that failed."""
+    return tar_name[: -len(".tar")] + ".json"
+
+
+def frame_member(key: str, i: int) -> str:
+    return f"{key}.{i:05d}.jpg"
+
+
+def meta_member(key: str) -> str:
+    return f"{key}.json"
+
+
+def safe_key(video_id: str) -> str:
+    """A video id as a tar/WebDataset key: letters, digits, '_' and '-' (no dot, no slash)."""
+    key = _UNSAFE.sub("_", video_id)
+    return key or "_"
+
+
+def unique_keys(video_ids: list[str]) -> list[str]:
+    """Safe keys, made unique in the set by a numeric suffix where two ids map to the same key."""
+    seen: dict[str, int] = {}
+    keys = []
+    taken = set()
+    for vid in video_ids:
+        key = safe_key(vid)
+        if key in taken:
+            n = seen.get(key, 1)
+            while f"{key}-{n}" in taken:
+                n += 1
+            seen[key] = n + 1
+            key = f"{key}-{n}"
+        taken.add(key)
+        keys.append(key)
+    return keys
