@@ -39,11 +39,13 @@ class ShardSpec:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def plan_shards(listing: Listing, prefix: str, *, seed: int = 0, videos_per_shard: int | None = 64,
+def plan_shards(listing: Listing, prefix: str, *, seed: int = 0, videos_per_shard: int | None = None,
                 shard_bytes: int | None = None) -> list[ShardSpec]:
     """Cut the videos present on disk into shards; by count, or by source bytes when ``shard_bytes``."""
-    if (videos_per_shard is None) == (shard_bytes is None):
-        raise ValueError("give exactly one of videos_per_shard and shard_bytes")
+    if videos_per_shard is not None and shard_bytes is not None:
+        raise ValueError("give one of videos_per_shard and shard_bytes, not both")
+    if shard_bytes is None and videos_per_shard is None:
+        videos_per_shard = 64
     if videos_per_shard is not None and videos_per_shard < 1:
         raise ValueError(f"videos_per_shard must be >= 1, got {videos_per_shard}")
     keys = unique_keys([e.video_id for e in listing.entries])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .format import FORMAT_VERSION, INDEX_NAME, STATUS_MISSING, STATUS_OK
+from .format import FORMAT_VERSION, INDEX_NAME, STATUS_MISSING, STATUS_OK, unique_keys
 
 _STR = np.dtypes.StringDType()
 
@@ -73,6 +73,10 @@ class ShardIndex:
     def frames_of(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         a, b = self.frame_ptr[row], self.frame_ptr[row + 1]
         return self.frame_offset[a:b], self.frame_size[a:b]
+
+    def keys(self) -> list[str]:
+        """Each row's tar key; derived, as the writer derived it, from the ids in row order."""
+        return unique_keys([str(v) for v in self.video_id])
 
     def row_of(self) -> dict[str, int]:
         return {str(v): i for i, v in enumerate(self.video_id)}

@@ -50,7 +50,9 @@ class ShardWriter:
     def _add(self, name: str, data: bytes) -> tuple[int, int]:
         ti = _tarinfo(name, len(data))
         self._tar.addfile(ti, io.BytesIO(data))
-        return ti.offset_data, len(data)
+        # tarfile sets offset_data only when reading; the data ends, padded to a block, at tar.offset.
+        padded = -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+        return self._tar.offset - padded, len(data)
 
     def add_sample(self, key: str, meta: dict, frames: list[bytes]) -> dict:
         """Append one video; returns where its frames landed (byte offsets and sizes)."""

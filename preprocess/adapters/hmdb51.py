@@ -1,7 +1,8 @@
 """HMDB-51: testTrainMulti_7030_splits/<class>_test_split{1,2,3}.txt; videos under <root>/<class>/.
 
 Each line is ``<name>.avi <0|1|2>`` (0 unused, 1 train, 2 test), often with a trailing space. Class
-order is alphabetical, as class_list.txt ships it. Splits "1", "2", "3".
+order is class_list.txt's where the annotations hold it (TSN's and mmaction2's order, which is
+not quite alphabetical: climb before climb_stairs, kick_ball before kick), else alphabetical. Splits "1", "2", "3".
 """
 from __future__ import annotations
 
@@ -29,7 +30,15 @@ def load(videos: Path, annotations: Path) -> Listing:
     files = [p for p in find_file(annotations, "*_test_split*.txt") if _FILE.match(p.name)]
     if not files:
         raise AnnotationError(f"no <class>_test_split<N>.txt files under {annotations}")
-    classes = sorted({_FILE.match(p.name)["cls"] for p in files})
+    names = {_FILE.match(p.name)["cls"] for p in files}
+    class_list = find_file(annotations if annotations.is_dir() else annotations.parent, "class_list.txt")
+    if class_list:
+        classes = read_lines(class_list[0])
+        if set(classes) != names:
+            raise AnnotationError(f"{class_list[0]} names other classes than the split files: "
+                                  f"{sorted(set(classes) ^ names)[:5]}")
+    else:
+        classes = sorted(names)
     index = {c: i for i, c in enumerate(classes)}
     entries: dict[str, VideoEntry] = {}
     for p in sorted(files, key=lambda p: (index[_FILE.match(p.name)["cls"]], p.name)):

@@ -1,0 +1,108 @@
+"""Check every tar of a shard set against its index: members, byte offsets and sizes, JPEG
+decodability at the recorded H x W, and counts. Exit status 1 on any mismatch.
+
+    python -m shards.verify DIR [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from .format import STATUS_OK, frame_member, meta_member
+from .index import IndexError_, ShardIndex, read_index
+
+
+def verify_shard(index: ShardIndex, number: int, path: Path, decode: bool = True) -> list[str]:
+    import simplejpeg
+
+    name = path.name
+    if not path.is_file():
+        return [f"{name}: missing"]
+    h, w = int(index.attrs["height"]), int(index.attrs["width"])
+    keys = index.keys()
+    rows = np.flatnonzero((index.shard == number) & (index.status == STATUS_OK))
+    expected: dict[str, tuple[int | None, int | None, int]] = {}
+    for r in rows:
+        expected[meta_member(keys[r])] = (None, None, r)
+        offs, sizes = index.frames_of(r)
+        if len(offs) != index.n_frames[r]:
+            return [f"{name}: index holds {len(offs)} frame offsets for {index.video_id[r]} but n_frames={index.n_frames[r]}"]
+        for i, (o, s) in enumerate(zip(offs, sizes)):
+            expected[frame_member(keys[r], i)] = (int(o), int(s), r)
+    problems = []
+    seen = set()
+    try:
+        with open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r:") as tf:
+            for m in tf:
+                if m.name not in expected:
+                    problems.append(f"{name}: member {m.name!r} is not in the index")
+                    continue
+                seen.add(m.name)
+                off, size, r = expected[m.name]
+                vid = index.video_id[r]
+                if off is None:
+                    continue
+                if (m.offset_data, m.size) != (off, size):
+                    problems.append(f"{name}: {m.name} ({vid}) at byte {m.offset_data}, {m.size} bytes; "
+                                    f"the index says byte {off}, {size} bytes")
+                    continue
+                if decode:
+                    raw.seek(off)
+                    data = raw.read(size)
+                    try:
+                        img = simplejpeg.decode_jpeg(data, colorspace="RGB")
+                    except ValueError as exc:
+                        problems.append(f"{name}: {m.name} ({vid}) is not a decodable JPEG: {exc}")
+                        continue
+                    if img.shape[:2] != (h, w):
+                        problems.append(f"{name}: {m.name} ({vid}) is {img.shape[0]}x{img.shape[1]}, the index says {h}x{w}")
+    except (tarfile.TarError, OSError) as exc:
+        problems.append(f"{name}: unreadable tar: {exc}")
+    for member in sorted(set(expected) - seen):
+        problems.append(f"{name}: {member} ({index.video_id[expected[member][2]]}) is in the index but not in the tar")
+    return problems
+
+
+def verify(shard_dir: str | Path, decode: bool = True, progress: bool = True) -> tuple[list[str], dict]:
+    from tqdm import tqdm
+
+    index = read_index(shard_dir)
+    problems: list[str] = []
+    for n, tar in enumerate(tqdm(index.shards, unit="shard", disable=not progress, file=sys.stderr)):
+        problems += verify_shard(index, n, Path(shard_dir) / tar, decode=decode)
+    in_shards = index.shard[index.status == STATUS_OK]
+    if len(in_shards) and (in_shards.min() < 0 or in_shards.max() >= len(index.shards)):
+        problems.append("index: an ok video points at a shard number outside the shard list")
+    stats = {"shards": len(index.shards), "videos_ok": int((index.status == STATUS_OK).sum()),
+             "frames": int(index.n_frames.sum())}
+    return problems, stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m shards.verify", description="Check shard tars against their index.")
+    p.add_argument("dir", help="shard set folder (holds the tars and index.zarr)")
+    p.add_argument("--quick", action="store_true", help="check members, offsets and sizes, skip JPEG decoding")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        problems, stats = verify(args.dir, decode=not args.quick, progress=not args.no_progress)
+    except IndexError_ as exc:
+        print(f"verify: {exc}", file=sys.stderr)
+        return 1
+    shown = 50
+    for line in problems[:shown]:
+        print(line)
+    if len(problems) > shown:
+        print(f"... and {len(problems) - shown} more problems")
+    verdict = "FAILED" if problems else "OK"
+    print(f"{verdict}: {stats['shards']} shards, {stats['videos_ok']} videos, {stats['frames']} frames; "
+          f"{len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Synthetic videos whose frames encode their own index, so a test can tell which frames landed.
+
+Frame i shows i in binary as BITS black/white columns across the top half (wide enough to survive
+MPEG-4, JPEG and resizing), and a class-dependent colour below.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from preprocess.ffmpeg_binary import ffmpeg_path
+
+BITS = 10
+
+
+def index_frame(i: int, height: int, width: int, colour=(40, 120, 200)) -> np.ndarray:
+    img = np.empty((height, width, 3), np.uint8)
+    img[:] = colour
+    cols = np.linspace(0, width, BITS + 1).astype(int)
+    for b in range(BITS):
+        img[: height // 2, cols[b]:cols[b + 1]] = 255 if (i >> (BITS - 1 - b)) & 1 else 0
+    return img
+
+
+def read_index(rgb: np.ndarray) -> int:
+    """Decode the frame number from a (possibly resized) frame."""
+    h, w = rgb.shape[:2]
+    cols = np.linspace(0, w, BITS + 1)
+    value = 0
+    for b in range(BITS):
+        lo, hi = int(cols[b] + (cols[b + 1] - cols[b]) * 0.3), int(cols[b] + (cols[b + 1] - cols[b]) * 0.7)
+        patch = rgb[h // 8: h * 3 // 8, lo:hi]
+        value = (value << 1) | int(patch.mean() > 127)
+    return value
+
+
+def make_video(path: Path, n_frames: int, fps: float = 25.0, size=(240, 320), colour=(40, 120, 200),
+               codec: str = "mpeg4") -> Path:
+    h, w = size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = np.stack([index_frame(i, h, w, colour) for i in range(n_frames)])
+    cmd = [ffmpeg_path(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+           "-r", str(fps), "-i", "pipe:", "-c:v", codec, "-q:v", "2", "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(cmd, input=frames.tobytes(), check=True)
+    return path
+
+
+def make_audio_only(path: Path) -> Path:
+    subprocess.run([ffmpeg_path(), "-v", "error", "-y", "-f", "lavfi", "-i", "sine=d=1", str(path)], check=True)
+    return path
+
+
+def write_ucf_layout(root: Path, classes: dict[str, list[tuple[str, int]]], test_every: int = 3) -> tuple[Path, Path]:
+    """A dataset in UCF-101 layout: videos/<Class>/<name>.avi and lists/{classInd,train,test}lists.
+
+    ``classes`` maps class name to [(video name, n_frames)]; every ``test_every``-th video of a class is
+    in the test list of split 1 (splits 2 and 3 shift it by one and two).
+    """
+    videos, lists = root / "videos", root / "lists"
+    lists.mkdir(parents=True, exist_ok=True)
+    names = list(classes)
+    (lists / "classInd.txt").write_text("".join(f"{i + 1} {c}\r\n" for i, c in enumerate(names)))
+    for s in (1, 2, 3):
+        train, test = [], []
+        for ci, c in enumerate(names):
+            for j, (name, _) in enumerate(classes[c]):
+                (test if (j + s - 1) % test_every == 0 else train).append((c, name, ci))
+        (lists / f"trainlist0{s}.txt").write_text("".join(f"{c}/{n}.avi {ci + 1}\r\n" for c, n, ci in train))
+        (lists / f"testlist0{s}.txt").write_text("".join(f"{c}/{n}.avi\r\n" for c, n, _ in test))
+    return videos, lists
