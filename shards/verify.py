@@ -67,13 +67,17 @@ def verify_shard(index: ShardIndex, number: int, path: Path, decode: bool = True
     return problems
 
 
-def verify(shard_dir: str | Path, decode: bool = True, progress: bool = True) -> tuple[list[str], dict]:
+def verify(shard_dir: str | Path, decode: bool = True, progress: bool = True,
+           per_shard: int = 10) -> tuple[list[str], dict]:
     from tqdm import tqdm
 
     index = read_index(shard_dir)
     problems: list[str] = []
     for n, tar in enumerate(tqdm(index.shards, unit="shard", disable=not progress, file=sys.stderr)):
-        problems += verify_shard(index, n, Path(shard_dir) / tar, decode=decode)
+        found = verify_shard(index, n, Path(shard_dir) / tar, decode=decode)
+        if len(found) > per_shard:
+            found = found[:per_shard] + [f"{tar}: ... and {len(found) - per_shard} more problems in this shard"]
+        problems += found
     in_shards = index.shard[index.status == STATUS_OK]
     if len(in_shards) and (in_shards.min() < 0 or in_shards.max() >= len(index.shards)):
         problems.append("index: an ok video points at a shard number outside the shard list")
@@ -93,14 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     except IndexError_ as exc:
         print(f"verify: {exc}", file=sys.stderr)
         return 1
-    shown = 50
-    for line in problems[:shown]:
+    for line in problems:
         print(line)
-    if len(problems) > shown:
-        print(f"... and {len(problems) - shown} more problems")
     verdict = "FAILED" if problems else "OK"
     print(f"{verdict}: {stats['shards']} shards, {stats['videos_ok']} videos, {stats['frames']} frames; "
-          f"{len(problems)} problems")
+          f"{len({p.split(':', 1)[0] for p in problems})} shards with problems")
     return 1 if problems else 0
 
 

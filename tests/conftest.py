@@ -51,7 +51,7 @@ def synthetic_ucf(tmp_path_factory) -> tuple[Path, Path]:
     (g / "v_Gamma_text_file.avi").write_text("this is not a video\n")
     full = make_video(root / "long.avi", 200, fps=25)
     (g / "v_Gamma_truncated.avi").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
-    make_audio_only(g / "v_Gamma_audio_only.m4a")
+    make_audio_only(g / "v_Gamma_audio_only.mp4")
     return videos, lists
 
 
