@@ -63,6 +63,20 @@ def parse_banner(text: str) -> VideoInfo:
     return VideoInfo(container, v.group(1), int(v.group(2)), int(v.group(3)), fps, duration)
 
 
+def looks_like_elementary_stream(path: str) -> bool:
+    """True for a bare MPEG-4/H.264/MPEG video stream (no container), judged by its first bytes.
+
+    Containers open with a signature (RIFF, ftyp, EBML, FLV, OggS, an MPEG-PS pack header 000001BA);
+    elementary streams open with a start code. Only a guess: the transcoder checks it against
+    ffmpeg's banner and re-runs if it was wrong.
+    """
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:3] == b"\x00\x00\x01":
+        return head[3] != 0xBA
+    return head == b"\x00\x00\x00\x01"
+
+
 def probe(path: str, timeout: float = 30.0) -> VideoInfo:
     try:
         proc = subprocess.run(

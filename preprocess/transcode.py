@@ -13,7 +13,7 @@ import ffmpeg  # ffmpeg-python
 
 from .ffmpeg_binary import ffmpeg_path
 from .jpeg_stream import JpegStreamError, split_jpegs
-from .probe import ProbeError, VideoInfo, probe
+from .probe import ProbeError, VideoInfo, looks_like_elementary_stream, parse_banner
 
 
 class TranscodeError(RuntimeError):
@@ -38,17 +38,18 @@ class Transcoded:
     frames: list[bytes]
 
 
-def build_command(path: str, info: VideoInfo, s: TranscodeSettings) -> list[str]:
+def build_command(path: str, raw_stream: bool, s: TranscodeSettings) -> list[str]:
     stream = ffmpeg.input(str(path), threads=s.threads).video
-    if info.is_raw_stream:
-        # Elementary streams carry no timestamps; number frames at the stream's own rate.
-        stream = stream.filter("setpts", f"N/({info.fps or 25}*TB)")
+    if raw_stream:
+        # Elementary streams carry no timestamps; number the frames at the stream's own rate.
+        stream = stream.filter("setpts", "N/FRAME_RATE/TB")
     stream = stream.filter("fps", fps=s.fps).filter("scale", s.width, s.height, flags="bicubic")
     out = ffmpeg.output(
-        stream, "pipe:", format="image2pipe", vcodec="mjpeg", pix_fmt="yuvj420p",
+        stream, "pipe:", format="image2pipe", vcodec="mjpeg", pix_fmt="yuvj420p", an=None, sn=None, dn=None,
         **{"q:v": s.jpeg_quality, "threads": s.threads, "filter_threads": 1},
     )
-    return out.global_args("-nostdin", "-hide_banner", "-nostats", "-an", "-sn", "-dn").compile(cmd=ffmpeg_path())
+    # Global flags go before the first input: ffmpeg ignores options that trail the output.
+    return [ffmpeg_path(), "-nostdin", "-hide_banner", "-nostats", *out.get_args()]
 
 
 # Demuxer and decoder words for data that ends or breaks mid-stream. A file cut short often still
@@ -68,24 +69,36 @@ def _reason(stderr: str) -> str:
     return lines[-1] if lines else "no message"
 
 
-def transcode(path: str, s: TranscodeSettings) -> Transcoded:
-    if os.path.getsize(path) == 0:
-        raise TranscodeError("empty file (0 bytes)")
-    try:
-        info = probe(path)
-    except ProbeError as exc:
-        raise TranscodeError(str(exc)) from None
-    cmd = build_command(path, info, s)
+def _run(cmd: list[str], timeout: float) -> tuple[int, bytes, str]:
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        out, err = proc.communicate(timeout=s.timeout)
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
-        raise TranscodeError(f"decode timed out after {s.timeout:g} s") from None
-    stderr = err.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        raise TranscodeError(f"ffmpeg exit {proc.returncode}: {_reason(stderr)}")
+        raise TranscodeError(f"decode timed out after {timeout:g} s") from None
+    return proc.returncode, out, err.decode("utf-8", "replace")
+
+
+def transcode(path: str, s: TranscodeSettings) -> Transcoded:
+    """Decode, resample, resize and JPEG-encode one video in a single ffmpeg run.
+
+    The input's properties come from the banner ffmpeg prints in that same run (a separate probe
+    process would cost about a tenth of the transcode of a short clip).
+    """
+    if os.path.getsize(path) == 0:
+        raise TranscodeError("empty file (0 bytes)")
+    raw = looks_like_elementary_stream(path)
+    code, out, stderr = _run(build_command(path, raw, s), s.timeout)
+    try:
+        info = parse_banner(stderr)
+    except ProbeError as exc:
+        raise TranscodeError(str(exc)) from None
+    if info.is_raw_stream != raw:
+        # The first-bytes guess was wrong: redo with (or without) generated timestamps.
+        code, out, stderr = _run(build_command(path, info.is_raw_stream, s), s.timeout)
+    if code != 0:
+        raise TranscodeError(f"ffmpeg exit {code}: {_reason(stderr)}")
     corrupt = _corruption(stderr)
     if corrupt:
         raise TranscodeError(f"truncated or corrupt input: {corrupt}")

@@ -1,0 +1,128 @@
+"""Benchmark of the preprocess stage on the real clips in ../shared/data.
+
+1. Transcode, one process at a time: frames per second per core of our path (probe, ffmpeg decode +
+   fps + scale + JPEG encode, pipe, split) against bare ffmpeg running the same command line to
+   /dev/null, in the same run. Goal: ratio >= 0.9.
+2. The Dask job's throughput with 1 and with 2 LocalCluster workers (cluster start excluded).
+   Goal: >= 1.8x on 2 cores.
+
+    python bench/preprocess.py [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run by path, this file's folder comes first on sys.path and this module would shadow the
+# `preprocess` package it measures.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+VIDEOS = ROOT.parent / "shared" / "data" / "videos"
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime + s.ru_utime + s.ru_stime
+
+
+def bench_transcode(clips: list[Path], repeat: int) -> float:
+    from preprocess.probe import looks_like_elementary_stream
+    from preprocess.transcode import TranscodeSettings, build_command, transcode
+
+    s = TranscodeSettings()
+    frames = 0
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    for _ in range(repeat):
+        for p in clips:
+            frames += len(transcode(str(p), s).frames)
+    ours_cpu, ours_wall = cpu_seconds() - c0, time.perf_counter() - t0
+
+    cmds = []
+    for p in clips:
+        cmd = build_command(str(p), looks_like_elementary_stream(str(p)), s)
+        cmds.append([c if c != "pipe:" else "/dev/null" for c in cmd] + ["-y"])
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    for _ in range(repeat):
+        for cmd in cmds:
+            r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if r.returncode != 0 or "Error" in r.stderr:
+                raise RuntimeError(f"bare ffmpeg failed: {r.stderr[-500:]}")
+    bare_cpu, bare_wall = cpu_seconds() - c0, time.perf_counter() - t0
+
+    print(f"transcode, {len(clips)} real clips x {repeat}, {frames} frames at 25 fps, 128x171:")
+    print(f"  ours:        {frames / ours_cpu:8.0f} frames/s/core  ({frames / ours_wall:.0f} frames/s wall)")
+    print(f"  bare ffmpeg: {frames / bare_cpu:8.0f} frames/s/core  ({frames / bare_wall:.0f} frames/s wall, probe excluded)")
+    print(f"  ratio ours/bare (per core): {(frames / ours_cpu) / (frames / bare_cpu):.2f}   (goal >= 0.9)")
+    # ffmpeg 7+ runs demux, decode, filter, encode and mux in threads of their own, so one
+    # transcode already keeps more than one core busy: that bounds what a second worker can add.
+    print(f"  cores busy per transcode (bare ffmpeg cpu/wall): {bare_cpu / bare_wall:.2f}")
+    return bare_cpu / bare_wall
+
+
+def make_dataset(root: Path, clips: list[Path], copies: int) -> tuple[Path, Path]:
+    """UCF-101 layout of symlinks to the real clips, each `copies` times, with split lists."""
+    videos, lists = root / "videos", root / "lists"
+    lists.mkdir(parents=True)
+    classes = sorted({p.parent.name for p in clips})
+    (lists / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
+    train = []
+    for k in range(copies):
+        for p in clips:
+            d = videos / p.parent.name
+            d.mkdir(parents=True, exist_ok=True)
+            name = f"{p.stem}_copy{k}"
+            (d / (name + p.suffix)).symlink_to(p.resolve())
+            train.append(f"{p.parent.name}/{name}.avi {classes.index(p.parent.name) + 1}\n")
+    for s in (1, 2, 3):
+        (lists / f"trainlist0{s}.txt").write_text("".join(train))
+        (lists / f"testlist0{s}.txt").write_text("")
+    return videos, lists
+
+
+def bench_job(clips: list[Path], copies: int, cores_per_transcode: float) -> None:
+    from preprocess.build_shards import main as build
+
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        videos, lists = make_dataset(Path(tmp), clips, copies)
+        for workers in (1, 2):
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                rc = build(["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists),
+                            "--out", f"{tmp}/out{workers}", "--videos-per-shard", "2", "--workers", str(workers),
+                            "--no-progress"])
+            assert rc == 0, buf.getvalue()
+            m = re.search(r"(\d+) frames, ([\d.]+) MB in ([\d.]+) s \((\d+) frames/s\)", buf.getvalue())
+            rates[workers] = int(m.group(4))
+            print(f"job, {workers} worker(s): {m.group(1)} frames, {m.group(2)} MB in {m.group(3)} s -> {m.group(4)} frames/s")
+    ideal = min(2.0, (os.cpu_count() or 1) / cores_per_transcode)
+    print(f"  speed-up 2 vs 1 workers: {rates[2] / rates[1]:.2f}x   (goal >= 1.8x on 2 cores; this machine has "
+          f"{os.cpu_count()}; with {cores_per_transcode:.2f} cores per transcode the ceiling is {ideal:.2f}x)")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--copies", type=int, default=4, help="copies of each clip in the job benchmark")
+    args = p.parse_args()
+    clips = sorted(VIDEOS.rglob("*.*"))
+    if not clips:
+        print(f"no clips under {VIDEOS}", file=sys.stderr)
+        return 1
+    cores = bench_transcode(clips, args.repeat)
+    bench_job(clips, args.copies, cores)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
