@@ -1,0 +1,33 @@
+# Two entry points, each setting up what it needs on a fresh machine (Python 3.11 + pip):
+#   make demo   build shards from the real clips in ../shared/data on an embedded Dask LocalCluster
+#   make test   run the test suite
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data
+OUT ?= out
+
+.PHONY: setup demo test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/dask-submit preprocess/build_shards.py --dataset ucf101 \
+		--videos $(DATA)/videos/ucf101/UCF-101 --annotations $(DATA)/annotations/ucf101 \
+		--out $(OUT)/shards/ucf101 --videos-per-shard 4
+	$(BIN)/python -m shards.verify $(OUT)/shards/ucf101
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/preprocess.py
+
+clean:
+	rm -rf $(OUT)
