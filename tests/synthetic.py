@@ -70,3 +70,26 @@ def write_ucf_layout(root: Path, classes: dict[str, list[tuple[str, int]]], test
         (lists / f"trainlist0{s}.txt").write_text("".join(f"{c}/{n}.avi {ci + 1}\r\n" for c, n, ci in train))
         (lists / f"testlist0{s}.txt").write_text("".join(f"{c}/{n}.avi\r\n" for c, n, _ in test))
     return videos, lists
+
+
+def flat_colour(i: int) -> tuple[int, int, int]:
+    """Frame i of a 'flat' video: one colour over the whole frame, so any crop still shows i."""
+    return (16 + 16 * (i % 14), 16 + 16 * (i // 14 % 14), 128)
+
+
+def flat_index(rgb: np.ndarray) -> int:
+    """Frame number from any crop, resize or rotation of a flat frame (up to 196 frames)."""
+    r, g = rgb[..., 0].mean(), rgb[..., 1].mean()
+    return int(round((r - 16) / 16)) + 14 * int(round((g - 16) / 16))
+
+
+def make_flat_video(path: Path, n_frames: int, fps: float = 25.0, size=(128, 171)) -> Path:
+    h, w = size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = np.empty((n_frames, h, w, 3), np.uint8)
+    for i in range(n_frames):
+        frames[i] = flat_colour(i)
+    cmd = [ffmpeg_path(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+           "-r", str(fps), "-i", "pipe:", "-c:v", "mpeg4", "-q:v", "2", "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(cmd, input=frames.tobytes(), check=True)
+    return path

@@ -1,0 +1,92 @@
+"""Any frames of any video through the index's byte offsets, without reading a shard through.
+
+Frames of one video are consecutive tar members, so a run of consecutive frame numbers is fetched
+with one ranged read (local ``pread`` or an HTTP Range request) and sliced by the index's offsets.
+Evaluation uses it for evenly spaced clips per video.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .clips import decode_jpegs
+from .format import STATUS_OK
+from .index import ShardIndex, read_index
+from .sources import RangeReader, join
+
+
+def runs(indices: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted unique indices as [first, last] runs of consecutive numbers."""
+    idx = np.unique(np.asarray(indices, np.int64))
+    if len(idx) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(idx) != 1)
+    starts = np.r_[idx[0], idx[breaks + 1]]
+    ends = np.r_[idx[breaks], idx[-1]]
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+class FrameReader:
+    def __init__(self, shards: str, index: ShardIndex | None = None, max_open: int = 16):
+        self.location = str(shards)
+        self.index = index if index is not None else read_index(shards)
+        self._open: OrderedDict[int, RangeReader] = OrderedDict()
+        self.max_open = max_open
+        self.reads = 0  # ranged reads issued, for tests and benchmarks
+
+    def _reader(self, shard: int) -> RangeReader:
+        r = self._open.pop(shard, None)
+        if r is None:
+            r = RangeReader(join(self.location, self.index.shards[shard]))
+        self._open[shard] = r
+        while len(self._open) > self.max_open:
+            self._open.popitem(last=False)[1].close()
+        return r
+
+    def read_jpegs(self, row: int, frames) -> list[bytes]:
+        """JPEG bytes of ``frames`` (frame numbers, any order, repeats allowed) of video ``row``."""
+        if self.index.status[row] != STATUS_OK:
+            raise KeyError(f"video {self.index.video_id[row]} has status {int(self.index.status[row])}, no frames")
+        frames = np.asarray(frames, np.int64)
+        n = int(self.index.n_frames[row])
+        if len(frames) and (frames.min() < 0 or frames.max() >= n):
+            raise IndexError(f"video {self.index.video_id[row]} has {n} frames; asked for {frames.min()}..{frames.max()}")
+        offs, sizes = self.index.frames_of(row)
+        reader = self._reader(int(self.index.shard[row]))
+        got: dict[int, bytes] = {}
+        for a, b in runs(frames):
+            start, end = int(offs[a]), int(offs[b] + sizes[b])
+            blob = reader.read(start, end)
+            self.reads += 1
+            for f in range(a, b + 1):
+                got[f] = blob[offs[f] - start: offs[f] - start + sizes[f]]
+        return [got[int(f)] for f in frames]
+
+    def read_frames(self, row: int, frames) -> np.ndarray:
+        """[n, H, W, 3] uint8 RGB."""
+        return decode_jpegs(self.read_jpegs(row, frames))
+
+    def close(self) -> None:
+        for r in self._open.values():
+            r.close()
+        self._open.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def evenly_spaced_clips(n_frames: int, n_clips: int = 10, clip_len: int = 16, stride: int = 1) -> np.ndarray:
+    """[n_clips, clip_len] frame numbers of clips centred at evenly spaced positions (VCOP/IIC protocol).
+
+    Centres sit at (k + 0.5) / n_clips of the video; a clip that would run off an end is moved
+    inside, and a video shorter than one clip repeats its last frame.
+    """
+    span = (clip_len - 1) * stride + 1
+    centres = (np.arange(n_clips) + 0.5) * n_frames / n_clips
+    starts = np.clip(np.round(centres - span / 2).astype(np.int64), 0, max(0, n_frames - span))
+    idx = starts[:, None] + stride * np.arange(clip_len)[None, :]
+    return np.minimum(idx, n_frames - 1)

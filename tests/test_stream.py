@@ -1,0 +1,210 @@
+"""shards.stream: the streaming clip-pair loader on shards of videos whose frames show their number."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from preprocess.build_shards import main as build
+from shards.format import SPLIT_TRAIN
+from shards.index import read_index
+from shards.sampling import PairConfig
+from shards.stream import ClipPairStream, PairLoader, ShardDataError, StreamConfig, resume_point, round_robin_skips
+from tests.servers import plain_http_server
+from tests.synthetic import flat_index, make_flat_video, write_ucf_layout
+
+LENGTHS = {"Red": [40, 150, 90, 60], "Green": [120, 45, 75, 100], "Blue": [130, 55, 66, 20]}
+
+
+@pytest.fixture(scope="module")
+def flat_shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("flat")
+    classes = {c: [(f"v_{c}_g0{j + 1}_c01", n) for j, n in enumerate(ns)] for c, ns in LENGTHS.items()}
+    videos, lists = write_ucf_layout(root, classes, test_every=4)
+    for c, items in classes.items():
+        for name, n in items:
+            make_flat_video(videos / c / f"{name}.avi", n)
+    out = root / "shards"
+    assert build(["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(out),
+                  "--videos-per-shard", "3", "--workers", "1", "--no-progress"]) == 0
+    return out
+
+
+def cfg(shards, **kw):
+    kw.setdefault("batch_size", 2)
+    kw.setdefault("shuffle_buffer", 4)
+    kw.setdefault("out_size", (64, 64))
+    return StreamConfig(str(shards), **kw)
+
+
+def collect(ds):
+    return list(iter(ds))
+
+
+def test_batch_contract_and_true_frame_indices(flat_shards):
+    ds = ClipPairStream(cfg(flat_shards))
+    batches = collect(ds)
+    assert len(batches) == ds.batches_per_epoch() == 5      # 11 usable videos, batches of 2
+    assert ds.too_short == ["v_Blue_g04_c01"]                # 20 frames < 29: left out, and said so
+    pc = PairConfig()
+    for b in batches:
+        assert b["clip1"].dtype == torch.uint8 and b["clip1"].shape == (2, 3, 16, 64, 64)
+        assert b["clip2"].shape == b["clip1"].shape
+        for k in ("rate", "rot1", "rot2", "overlap_s", "overlap_t", "label"):
+            assert b[k].shape == (2,) and b[k].dtype == torch.long
+        for i in range(2):
+            for clip, idx in (("clip1", "idx1"), ("clip2", "idx2")):
+                frames = b[clip][i].permute(1, 2, 3, 0).numpy()          # T, H, W, C
+                assert [flat_index(f) for f in frames] == b[idx][i].tolist()
+            # both clips at the rate of the label, overlapping as labelled
+            r = pc.rates[b["rate"][i]]
+            assert set(np.diff(b["idx1"][i].numpy())) == {r}
+            m = len(set(b["idx1"][i].tolist()) & set(b["idx2"][i].tolist()))
+            assert m == round(pc.temporal_overlaps[b["overlap_t"][i]] * 16 + 1e-9)
+
+
+@pytest.mark.parametrize("world,workers", [(2, 1), (3, 0), (2, 2)])
+def test_every_rank_yields_the_same_number_of_batches(flat_shards, world, workers):
+    c = cfg(flat_shards, batch_size=1)
+    usable = ClipPairStream(c).counts
+    assert len(set(usable.values())) > 1, usable   # uneven shards
+    for epoch in (0, 1):
+        per_rank, seen = [], Counter()
+        for rank in range(world):
+            loader = PairLoader(c, num_workers=workers, rank=rank, world_size=world)
+            loader.set_epoch(epoch)
+            expected = len(loader)
+            n = 0
+            for b in loader:
+                n += 1
+                seen.update(b["video_id"])
+            assert n == expected
+            per_rank.append(n)
+        assert len(set(per_rank)) == 1 and per_rank[0] > 0
+        assert max(seen.values()) == 1  # no video twice in an epoch, across ranks and workers
+
+
+def test_deterministic_for_seed_and_epoch(flat_shards):
+    a = collect(ClipPairStream(cfg(flat_shards)))
+    b = collect(ClipPairStream(cfg(flat_shards)))
+    assert [x["video_id"] for x in a] == [x["video_id"] for x in b]
+    assert all(torch.equal(x["clip2"], y["clip2"]) for x, y in zip(a, b))
+    ds = ClipPairStream(cfg(flat_shards))
+    ds.set_epoch(1)
+    c = collect(ds)
+    assert [x["video_id"] for x in c] != [x["video_id"] for x in a]
+    d = collect(ClipPairStream(cfg(flat_shards, seed=5)))
+    assert [x["video_id"] for x in d] != [x["video_id"] for x in a]
+
+
+def test_round_robin_skips():
+    assert round_robin_skips([3, 1, 2], 0) == [0, 0, 0]
+    assert round_robin_skips([3, 1, 2], 4) == [2, 1, 1]
+    assert round_robin_skips([3, 1, 2], 6) == [3, 1, 2]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_mid_epoch_gives_the_uninterrupted_batches(flat_shards, workers):
+    c = cfg(flat_shards, batch_size=1)
+    full = PairLoader(c, num_workers=workers)
+    whole = [b for b in full] + [b for b in full]          # epochs 0 and 1
+    assert full.state_dict() == {"epoch": 2, "delivered": 0, "seed": 0}
+    first = PairLoader(c, num_workers=workers)
+    head = []
+    for b in first:
+        head.append(b)
+        if len(head) == 3:
+            break
+    state = first.state_dict()
+    assert state == {"epoch": 0, "delivered": 3, "seed": 0}
+    resumed = PairLoader(c, num_workers=workers)
+    resumed.load_state_dict(state)
+    tail = [b for b in resumed] + [b for b in resumed]
+    got = head + tail
+    assert [b["video_id"] for b in got] == [b["video_id"] for b in whole]
+    assert all(torch.equal(x["clip1"], y["clip1"]) and torch.equal(x["idx2"], y["idx2"]) for x, y in zip(got, whole))
+
+
+def test_split_filter(flat_shards):
+    index = read_index(flat_shards)
+    ds = ClipPairStream(cfg(flat_shards, split="1", role=SPLIT_TRAIN, batch_size=1))
+    ids = {v for b in ds for v in b["video_id"]}
+    train = {str(index.video_id[r]) for r in index.select("1", SPLIT_TRAIN)} - {"v_Blue_g04_c01"}
+    assert ids == train and len(ids) < 11
+    with pytest.raises(KeyError, match="split '7'"):
+        ClipPairStream(cfg(flat_shards, split="7"))
+
+
+def test_http_source_streams_the_same_batches(flat_shards):
+    local = collect(ClipPairStream(cfg(flat_shards)))
+    with plain_http_server(flat_shards) as url:
+        remote = collect(ClipPairStream(cfg(url)))
+        assert [x["video_id"] for x in remote] == [x["video_id"] for x in local]
+        assert all(torch.equal(x["clip1"], y["clip1"]) for x, y in zip(local, remote))
+
+
+def test_missing_remote_shard_is_a_clear_error(flat_shards, tmp_path):
+    site = tmp_path / "site"
+    shutil.copytree(flat_shards, site)
+    (site / "ucf101-000002.tar").unlink()
+    with plain_http_server(site) as url:
+        ds = ClipPairStream(cfg(url))
+        with pytest.raises(ShardDataError, match=r"shard not found \(HTTP 404\): http://127.0.0.1:\d+/ucf101-000002.tar"):
+            collect(ds)
+
+
+def test_truncated_shard_names_shard_and_video_or_is_skipped_and_counted(flat_shards, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(flat_shards, bad)
+    t = bad / "ucf101-000001.tar"
+    t.write_bytes(t.read_bytes()[: int(t.stat().st_size * 0.7)])
+    with pytest.raises(ShardDataError, match=r"ucf101-000001.tar.*video v_\w+"):
+        collect(ClipPairStream(cfg(bad, batch_size=1)))
+    ds = ClipPairStream(cfg(bad, batch_size=1, skip_errors=True))
+    got = collect(ds)
+    assert len(got) == ds.batches_per_epoch()
+    assert len(ds.errors) >= 1 and "ucf101-000001.tar" in ds.errors[0]
+
+
+def test_a_sample_the_index_does_not_know_is_an_error(flat_shards, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(flat_shards, bad)
+    meta = json.dumps({"video_id": "v_Intruder"}).encode()
+    with tarfile.open(bad / "ucf101-000000.tar", "a") as tf:
+        ti = tarfile.TarInfo("v_Intruder.json")
+        ti.size = len(meta)
+        tf.addfile(ti, io.BytesIO(meta))
+    with pytest.raises(ShardDataError, match="ucf101-000000.tar: sample 'v_Intruder'"):
+        collect(ClipPairStream(cfg(bad, batch_size=1)))
+
+
+def test_member_names_that_leave_the_folder_are_never_written(flat_shards, tmp_path, monkeypatch):
+    bad = tmp_path / "shards"
+    shutil.copytree(flat_shards, bad)
+    payload = b"\xff\xd8 not really a jpeg"
+    with tarfile.open(bad / "ucf101-000000.tar", "a") as tf:
+        for name in ("../escaped.00000.jpg", "/tmp/absolute_escape.00000.jpg", "../../up.json"):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(payload)
+            tf.addfile(ti, io.BytesIO(payload))
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = set(p.name for p in tmp_path.iterdir())
+    ds = ClipPairStream(cfg(bad, batch_size=1, skip_errors=True))
+    collect(ds)
+    assert set(p.name for p in tmp_path.iterdir()) == before and not list(work.iterdir())
+    assert not (tmp_path / "escaped.00000.jpg").exists()
+    assert any("no valid metadata" in e for e in ds.errors)
+
+
+def test_resume_point_rotates_to_the_worker_due_next():
+    assert resume_point([3, 3], 3) == ([2, 1], 1)
+    assert resume_point([3, 1, 2], 4) == ([2, 1, 1], 2)   # worker 1 is done: worker 2 is next
+    assert resume_point([1, 3], 3) == ([1, 2], 1)   # worker 0 is done; worker 1 continues
