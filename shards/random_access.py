@@ -11,9 +11,10 @@ from collections import OrderedDict
 import numpy as np
 
 from .clips import decode_jpegs
-from .format import STATUS_OK
+from .format import STATUS_OK, frame_member
 from .index import ShardIndex, read_index
 from .sources import RangeReader, join
+from .tar_stream import BLOCK, _octal
 
 
 def runs(indices: np.ndarray) -> list[tuple[int, int]]:
@@ -27,6 +28,34 @@ def runs(indices: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), ends.tolist()))
 
 
+class FrameMismatch(ValueError):
+    """A tar member where the index puts a frame is not that frame (wrong name or size)."""
+
+
+def fetch_frames(read, key: str, offsets: np.ndarray, sizes: np.ndarray, frames) -> dict[int, bytes]:
+    """{frame: JPEG bytes} for ``frames`` of the video ``key``, one ``read(start, end)`` per run.
+
+    Each run is read from the header block of its first frame, so every frame's 512-byte tar header
+    lies inside the buffer and is checked (name, size, checksum): a shard that disagrees with its
+    index fails here instead of handing out the wrong pixels.
+    """
+    out: dict[int, bytes] = {}
+    for a, b in runs(frames):
+        start, end = int(offsets[a]) - BLOCK, int(offsets[b] + sizes[b])
+        blob = read(start, end)
+        for f in range(a, b + 1):
+            at = int(offsets[f]) - start
+            hdr = blob[at - BLOCK: at]
+            name = frame_member(key, f).encode()[:100]
+            if (hdr[:100].rstrip(b"\0") != name or _octal(hdr[124:136]) != int(sizes[f])
+                    or _octal(hdr[148:156]) != sum(hdr[:148]) + 256 + sum(hdr[156:])):
+                raise FrameMismatch(f"frame {f} of {key}: the tar member at byte {int(offsets[f]) - BLOCK} is "
+                                    f"{hdr[:100].rstrip(bytes(1)).decode('utf-8', 'replace')!r}, not "
+                                    f"{name.decode()!r} of {int(sizes[f])} bytes")
+            out[f] = blob[at: at + int(sizes[f])]
+    return out
+
+
 class FrameReader:
     def __init__(self, shards: str, index: ShardIndex | None = None, max_open: int = 16):
         self.location = str(shards)
@@ -34,6 +63,7 @@ class FrameReader:
         self._open: OrderedDict[int, RangeReader] = OrderedDict()
         self.max_open = max_open
         self.reads = 0  # ranged reads issued, for tests and benchmarks
+        self.keys = self.index.keys()
 
     def _reader(self, shard: int) -> RangeReader:
         r = self._open.pop(shard, None)
@@ -54,13 +84,12 @@ class FrameReader:
             raise IndexError(f"video {self.index.video_id[row]} has {n} frames; asked for {frames.min()}..{frames.max()}")
         offs, sizes = self.index.frames_of(row)
         reader = self._reader(int(self.index.shard[row]))
-        got: dict[int, bytes] = {}
-        for a, b in runs(frames):
-            start, end = int(offs[a]), int(offs[b] + sizes[b])
-            blob = reader.read(start, end)
+
+        def read(start, end):
             self.reads += 1
-            for f in range(a, b + 1):
-                got[f] = blob[offs[f] - start: offs[f] - start + sizes[f]]
+            return reader.read(start, end)
+
+        got = fetch_frames(read, self.keys[row], offs, sizes, frames)
         return [got[int(f)] for f in frames]
 
     def read_frames(self, row: int, frames) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Streaming clip-pair dataset over shard tars, for multi-node pretraining.
 
-Composable stages in the webdataset manner: shard plan -> open -> tar members (webdataset's
-tar_file_expander and group_by_keys) -> check against the index -> seeded shuffle buffer ->
-clip pair (decode only the needed frames, crop, resize, rotate) -> batch.
+Composable stages in the webdataset manner: shard plan -> open -> tar members, only the frames the
+video's clip pair needs (``tar_stream``; checked against the index) -> seeded shuffle buffer ->
+clips (decode, crop, resize, rotate) -> batch. The tars are plain WebDataset shards, which
+``webdataset.WebDataset`` reads as well; our reader is ours because it skips unneeded frames.
 
 Splitting. Shards are dealt to ranks, then to DataLoader workers, by a balanced greedy deal over a
 (seed, epoch) permutation, using the index's per-shard video counts. Each worker is then given a
@@ -17,7 +18,6 @@ each worker had produced; a resumed epoch has each worker pass over (not decode)
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import zlib
 from typing import Iterator
@@ -26,10 +26,11 @@ import numpy as np
 import torch
 
 from .clips import crop_resize, decode_jpegs, rotate
-from .format import STATUS_OK
 from .index import ShardIndex, read_index
-from .sampling import PairConfig, min_frames, sample_pair
-from .sources import SourceError, join, open_stream
+from .sampling import PairConfig, PairSample, min_frames, sample_pair
+from .random_access import FrameMismatch, fetch_frames
+from .sources import RangeReader, SourceError, is_url, join, open_stream
+from .tar_stream import iter_members
 
 
 class ShardDataError(RuntimeError):
@@ -127,7 +128,8 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         self.row_set = set(int(r) for r in self.rows)
         self.counts = {s: int(n) for s, n in enumerate(np.bincount(self.index.shard[self.rows],
                                                                    minlength=len(self.index.shards)))}
-        self.row_of = self.index.row_of()
+        self.keys = self.index.keys()
+        self.key_row = {k: r for r, k in enumerate(self.keys)}
         self.errors: list[str] = []
 
     # -- planning ---------------------------------------------------------------------------
@@ -164,54 +166,102 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         self.resume_delivered = delivered
 
     # -- stages ------------------------------------------------------------------------------
-    def _raw_samples(self, shard_numbers: list[int]) -> Iterator[dict]:
-        from webdataset.tariterators import group_by_keys, tar_file_expander
+    def _fail(self, msg: str) -> None:
+        if not self.cfg.skip_errors:
+            raise ShardDataError(msg)
+        self.errors.append(msg)
 
+    def _samples(self, shard_numbers: list[int], epoch: int) -> Iterator[tuple[int, PairSample, dict]]:
+        """(row, clip pair, {frame number: JPEG bytes}) for each selected video, in tar order.
+
+        A video's clip pair depends only on (seed, epoch, key), so it is drawn when the video's
+        first member goes by and only the frames it needs are read; the rest are skipped.
+        """
         for s in shard_numbers:
             url = join(self.cfg.shards, self.index.shards[s])
+            if not is_url(url):
+                yield from self._local_samples(s, url, epoch)
+                continue
             last = None
+            state: dict = {"key": None}
+
+            def finish():
+                key = state["key"]
+                if key is None or state["row"] is None:
+                    return None
+                row, n = state["row"], int(self.index.n_frames[state["row"]])
+                if state["count"] != n or len(state["frames"]) != len(state["needed"]):
+                    self._fail(f"shard {url}: video {self.index.video_id[row]} has {state['count']} frames in "
+                               f"the tar, the index says {n}")
+                    return None
+                return row, state["pair"], state["frames"]
+
+            def want(name: str) -> bool:
+                key, _, suffix = name.partition(".")
+                if key != state["key"]:
+                    done = finish()
+                    if done is not None:
+                        state["ready"].append(done)
+                    state.update(key=key, row=None, count=0, frames={}, needed=set())
+                    row = self.key_row.get(key)
+                    if row is None:
+                        self._fail(f"shard {url}: sample {key!r} has no row in the index (member {name!r})")
+                    elif row in self.row_set:
+                        pair = self.draw(row, key, epoch)
+                        state.update(row=row, pair=pair, needed=set(np.union1d(pair.idx1, pair.idx2).tolist()))
+                if state["row"] is None or not suffix.endswith("jpg"):
+                    return False
+                state["count"] += 1
+                try:
+                    return int(suffix.split(".")[0]) in state["needed"]
+                except ValueError:
+                    return False
+
+            state["ready"] = []
             try:
                 stream = open_stream(url)
                 try:
-                    for sample in group_by_keys(tar_file_expander([{"url": url, "stream": stream}])):
-                        last = sample["__key__"]
-                        yield sample
+                    for name, data in iter_members(stream, want, seekable=not is_url(url)):
+                        if data is not None:
+                            state["frames"][int(name.split(".")[1])] = data
+                        while state["ready"]:
+                            item = state["ready"].pop(0)
+                            last = self.index.video_id[item[0]]
+                            yield item
+                    done = finish()
+                    if done is not None:
+                        yield done
                 finally:
                     stream.close()
+            except ShardDataError:
+                raise
             except Exception as exc:  # noqa: BLE001 - tar, network and format errors alike
-                where = f"after video {last}" if last else "before its first video"
-                msg = f"shard {url} is unreadable {where}: {type(exc).__name__}: {exc.args[0] if exc.args else exc}"
-                if isinstance(exc, SourceError):
-                    msg = str(exc)
-                if not self.cfg.skip_errors:
-                    raise ShardDataError(msg) from None
-                self.errors.append(msg)
+                where = f"after video {last}" if last is not None else "before its first video"
+                msg = str(exc) if isinstance(exc, SourceError) else \
+                    f"shard {url} is unreadable {where}: {type(exc).__name__}: {exc}"
+                self._fail(msg)
 
-    def _checked(self, samples: Iterator[dict]) -> Iterator[tuple[int, dict]]:
-        """(row, sample) for the samples selected by the split, checked against the index."""
-        for sample in samples:
-            key, url = sample["__key__"], sample.get("__url__")
-            try:
-                meta = json.loads(sample["json"])
-                row = self.row_of[meta["video_id"]]
-            except (KeyError, ValueError) as exc:
-                msg = f"shard {url}: sample {key!r} has no valid metadata or a video id the index lacks ({exc})"
-                if not self.cfg.skip_errors:
-                    raise ShardDataError(msg) from None
-                self.errors.append(msg)
-                continue
-            if row not in self.row_set:
-                continue
-            n = int(self.index.n_frames[row])
-            frames = [k for k in sample if k.endswith(".jpg")]
-            if len(frames) != n or meta.get("n_frames") != n:
-                msg = (f"shard {url}: video {meta['video_id']} has {len(frames)} frames in the tar, "
-                       f"the index says {n}")
-                if not self.cfg.skip_errors:
-                    raise ShardDataError(msg)
-                self.errors.append(msg)
-                continue
-            yield row, sample
+    def _local_samples(self, s: int, path: str, epoch: int) -> Iterator[tuple[int, PairSample, dict]]:
+        """The same items from a local shard, front to back by the index's offsets: a pread per run
+        of needed frames (their tar headers checked) instead of walking every member's header."""
+        rows = [r for r in np.flatnonzero(self.index.shard == s) if int(r) in self.row_set]
+        rows.sort(key=lambda r: self.index.frame_offset[self.index.frame_ptr[r]])
+        last = None
+        try:
+            with RangeReader(path) as reader:
+                for r in rows:
+                    key = self.keys[r]
+                    pair = self.draw(int(r), key, epoch)
+                    offs, sizes = self.index.frames_of(r)
+                    try:
+                        frames = fetch_frames(reader.read, key, offs, sizes, np.union1d(pair.idx1, pair.idx2))
+                    except (FrameMismatch, SourceError) as exc:
+                        self._fail(f"shard {path}: video {self.index.video_id[r]}: {exc}")
+                        continue
+                    last = self.index.video_id[r]
+                    yield int(r), pair, frames
+        except SourceError as exc:
+            self._fail(f"{exc}" + (f" (after video {last})" if last is not None else ""))
 
     def _shuffled(self, items: Iterator, rng: random.Random) -> Iterator:
         buf = []
@@ -222,14 +272,16 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         while buf:
             yield buf.pop(rng.randrange(len(buf)))
 
-    def make_pair(self, row: int, sample: dict, epoch: int) -> dict:
+    def draw(self, row: int, key: str, epoch: int) -> PairSample:
         cfg = self.cfg
-        key = sample["__key__"]
         rng = np.random.default_rng([cfg.seed, epoch, zlib.crc32(key.encode())])
         h, w = int(self.index.attrs["height"]), int(self.index.attrs["width"])
-        p = sample_pair(int(self.index.n_frames[row]), h, w, cfg.pair, rng)
+        return sample_pair(int(self.index.n_frames[row]), h, w, cfg.pair, rng)
+
+    def make_pair(self, row: int, p: PairSample, frames: dict[int, bytes]) -> dict:
+        cfg = self.cfg
         needed = np.union1d(p.idx1, p.idx2)
-        decoded = decode_jpegs([sample[f"{i:05d}.jpg"] for i in needed])
+        decoded = decode_jpegs([frames[int(i)] for i in needed])
         pos = {int(f): k for k, f in enumerate(needed)}
         f1 = decoded[[pos[int(i)] for i in p.idx1]]
         f2 = decoded[[pos[int(i)] for i in p.idx2]]
@@ -270,7 +322,7 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         B = self.cfg.batch_size
         produced = 0
         batch = []
-        for row, sample in self._passes(plan.shards[self.rank][worker], epoch, worker):
+        for row, pair, frames in self._passes(plan.shards[self.rank][worker], epoch, worker):
             if produced >= quota:
                 break
             if produced < skip:
@@ -280,7 +332,7 @@ class ClipPairStream(torch.utils.data.IterableDataset):
                     produced += 1
                     batch = []
                 continue
-            batch.append(self.make_pair(row, sample, epoch))
+            batch.append(self.make_pair(row, pair, frames))
             if len(batch) == B:
                 produced += 1
                 yield self.collate(batch)
@@ -295,7 +347,7 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         for p in range(max_passes if self.cfg.skip_errors else 1):
             rng = random.Random(f"{self.cfg.seed}-{epoch}-{self.rank}-{worker}-{p}")
             n = 0
-            for item in self._shuffled(self._checked(self._raw_samples(shard_numbers)), rng):
+            for item in self._shuffled(self._samples(shard_numbers, epoch), rng):
                 n += 1
                 yield item
             if n == 0:

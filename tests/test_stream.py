@@ -172,7 +172,7 @@ def test_truncated_shard_names_shard_and_video_or_is_skipped_and_counted(flat_sh
     assert len(ds.errors) >= 1 and "ucf101-000001.tar" in ds.errors[0]
 
 
-def test_a_sample_the_index_does_not_know_is_an_error(flat_shards, tmp_path):
+def test_a_sample_the_index_does_not_know_is_an_error_when_streaming(flat_shards, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(flat_shards, bad)
     meta = json.dumps({"video_id": "v_Intruder"}).encode()
@@ -180,7 +180,27 @@ def test_a_sample_the_index_does_not_know_is_an_error(flat_shards, tmp_path):
         ti = tarfile.TarInfo("v_Intruder.json")
         ti.size = len(meta)
         tf.addfile(ti, io.BytesIO(meta))
-    with pytest.raises(ShardDataError, match="ucf101-000000.tar: sample 'v_Intruder'"):
+    with plain_http_server(bad) as url:
+        with pytest.raises(ShardDataError, match="ucf101-000000.tar: sample 'v_Intruder' has no row in the index"):
+            collect(ClipPairStream(cfg(url, batch_size=1)))
+    # A local shard is read by the index's offsets: the stray member is never touched; verify flags it.
+    assert len(collect(ClipPairStream(cfg(bad, batch_size=1)))) == 11
+    from shards.verify import verify
+    problems, _ = verify(bad, progress=False)
+    assert problems == ["ucf101-000000.tar: member 'v_Intruder.json' is not in the index"]
+
+
+def test_a_local_frame_that_disagrees_with_the_index_names_shard_and_video(flat_shards, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(flat_shards, bad)
+    index = read_index(bad)
+    row = int(index.select()[0])
+    tar = bad / index.shards[index.shard[row]]
+    data = bytearray(tar.read_bytes())
+    for off in index.frames_of(row)[0]:
+        data[off - 512: off - 512 + 5] = b"wrong"                 # each header now names another member
+    tar.write_bytes(bytes(data))
+    with pytest.raises(ShardDataError, match=rf"{tar.name}: video {index.video_id[row]}: frame \d+ of"):
         collect(ClipPairStream(cfg(bad, batch_size=1)))
 
 
@@ -197,14 +217,10 @@ def test_member_names_that_leave_the_folder_are_never_written(flat_shards, tmp_p
     work.mkdir()
     monkeypatch.chdir(work)
     before = set(p.name for p in tmp_path.iterdir())
-    ds = ClipPairStream(cfg(bad, batch_size=1, skip_errors=True))
-    collect(ds)
+    with plain_http_server(bad) as url:
+        ds = ClipPairStream(cfg(url, batch_size=1, skip_errors=True))
+        collect(ds)
+    collect(ClipPairStream(cfg(bad, batch_size=1)))
     assert set(p.name for p in tmp_path.iterdir()) == before and not list(work.iterdir())
-    assert not (tmp_path / "escaped.00000.jpg").exists()
-    assert any("no valid metadata" in e for e in ds.errors)
-
-
-def test_resume_point_rotates_to_the_worker_due_next():
-    assert resume_point([3, 3], 3) == ([2, 1], 1)
-    assert resume_point([3, 1, 2], 4) == ([2, 1, 1], 2)   # worker 1 is done: worker 2 is next
-    assert resume_point([1, 3], 3) == ([1, 2], 1)   # worker 0 is done; worker 1 continues
+    assert not (tmp_path / "escaped.00000.jpg").exists() and not __import__("os").path.exists("/tmp/absolute_escape.00000.jpg")
+    assert any("has no row in the index" in e and "../escaped" in e for e in ds.errors)

@@ -1,0 +1,82 @@
+"""shards.random_access: frames by byte offset, locally and over HTTP Range requests."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shards.index import read_index
+from shards.random_access import FrameReader, evenly_spaced_clips, runs
+from shards.sources import SourceError
+from tests.servers import plain_http_server, range_http_server
+from tests.synthetic import flat_index
+from tests.test_stream import flat_shards  # noqa: F401  (module-scoped fixture)
+
+
+def test_runs():
+    assert runs([5, 3, 4, 9, 10, 3]) == [(3, 5), (9, 10)]
+    assert runs([]) == []
+
+
+def test_frames_are_the_videos_frames_with_one_read_per_run(flat_shards):  # noqa: F811
+    idx = read_index(flat_shards)
+    with FrameReader(str(flat_shards), idx) as reader:
+        for row in idx.select():
+            n = int(idx.n_frames[row])
+            want = [n - 1, 0, 1, 2, 10, 11, n // 2, 0]
+            got = reader.read_frames(row, want)
+            assert got.shape == (len(want), 128, 171, 3)
+            assert [flat_index(f) for f in got] == want
+        before = reader.reads
+        reader.read_jpegs(int(idx.select()[0]), range(16))
+        assert reader.reads - before == 1            # a run of 16 frames: one ranged read
+        with pytest.raises(IndexError, match="has"):
+            reader.read_jpegs(int(idx.select()[0]), [10_000])
+        missing = int(np.flatnonzero(idx.status != 0)[0]) if (idx.status != 0).any() else None
+        if missing is not None:
+            with pytest.raises(KeyError, match="status"):
+                reader.read_jpegs(missing, [0])
+
+
+def test_http_range_reads_match_local(flat_shards):  # noqa: F811
+    idx = read_index(flat_shards)
+    row = int(idx.select()[3])
+    local = FrameReader(str(flat_shards)).read_jpegs(row, [0, 5, 6, 7, 30])
+    with range_http_server(flat_shards) as url:
+        remote = FrameReader(url)
+        assert remote.read_jpegs(row, [0, 5, 6, 7, 30]) == local
+        assert remote.reads == 3
+
+
+def test_a_server_without_range_support_is_a_clear_error(flat_shards):  # noqa: F811
+    with plain_http_server(flat_shards) as url:
+        reader = FrameReader(url)
+        with pytest.raises(SourceError, match="ignores Range requests"):
+            reader.read_jpegs(int(reader.index.select()[0]), [3])
+
+
+def test_missing_shard_over_http_is_named(flat_shards, tmp_path):  # noqa: F811
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(flat_shards, site)
+    idx = read_index(site)
+    row = int(idx.select()[0])
+    (site / idx.shards[idx.shard[row]]).unlink()
+    with range_http_server(site) as url:
+        with pytest.raises(SourceError, match=r"HTTP 404\): http://127.0.0.1:\d+/ucf101-\d+\.tar"):
+            FrameReader(url).read_jpegs(row, [0])
+
+
+@pytest.mark.parametrize("n", [300, 40, 16, 7])
+def test_evenly_spaced_clips(n):
+    clips = evenly_spaced_clips(n, n_clips=10, clip_len=16)
+    assert clips.shape == (10, 16)
+    assert clips.min() >= 0 and clips.max() <= n - 1
+    assert np.all(np.diff(clips[:, 0]) >= 0)                 # in order along the video
+    if n >= 16:
+        assert np.all(np.diff(clips, axis=1) == 1)           # consecutive frames
+    if n >= 160:
+        centres = clips.mean(axis=1)
+        assert np.allclose(centres, (np.arange(10) + 0.5) * n / 10, atol=1.0)
+    else:
+        assert clips[-1, -1] == n - 1 if n >= 16 else clips[0, -1] == n - 1
