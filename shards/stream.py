@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .clips import crop_resize, decode_jpegs, rotate
+from .clips import clip_from_frames, decode_jpegs
 from .index import ShardIndex, read_index
 from .sampling import PairConfig, PairSample, min_frames, sample_pair
 from .random_access import FrameMismatch, fetch_frames
@@ -278,34 +278,27 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         h, w = int(self.index.attrs["height"]), int(self.index.attrs["width"])
         return sample_pair(int(self.index.n_frames[row]), h, w, cfg.pair, rng)
 
-    def make_pair(self, row: int, p: PairSample, frames: dict[int, bytes]) -> dict:
+    def new_batch(self) -> dict:
+        B, T, (h, w) = self.cfg.batch_size, self.cfg.pair.clip_len, self.cfg.out_size
+        return {"clip1": torch.empty((B, 3, T, h, w), dtype=torch.uint8),
+                "clip2": torch.empty((B, 3, T, h, w), dtype=torch.uint8),
+                **{k: torch.empty(B, dtype=torch.long) for k in ("rate", "rot1", "rot2", "overlap_s", "overlap_t", "label")},
+                "video_id": [], "idx1": torch.empty((B, T), dtype=torch.long), "idx2": torch.empty((B, T), dtype=torch.long)}
+
+    def fill(self, batch: dict, i: int, row: int, p: PairSample, frames: dict[int, bytes]) -> None:
+        """Write video ``row``'s clip pair into slot ``i`` of ``batch`` (see DESIGN's batch contract)."""
         cfg = self.cfg
         needed = np.union1d(p.idx1, p.idx2)
-        decoded = decode_jpegs([frames[int(i)] for i in needed])
-        pos = {int(f): k for k, f in enumerate(needed)}
-        f1 = decoded[[pos[int(i)] for i in p.idx1]]
-        f2 = decoded[[pos[int(i)] for i in p.idx2]]
+        decoded = decode_jpegs([frames[int(f)] for f in needed])
         rots = cfg.pair.rotations
-        return {
-            "clip1": rotate(crop_resize(f1, p.box1, cfg.out_size), rots[p.rot1]),
-            "clip2": rotate(crop_resize(f2, p.box2, cfg.out_size), rots[p.rot2]),
-            "rate": p.rate, "rot1": p.rot1, "rot2": p.rot2, "overlap_s": p.overlap_s, "overlap_t": p.overlap_t,
-            "video_id": str(self.index.video_id[row]), "label": int(self.index.label[row]),
-            "idx1": torch.from_numpy(p.idx1), "idx2": torch.from_numpy(p.idx2),
-        }
-
-    @staticmethod
-    def collate(items: list[dict]) -> dict:
-        out = {}
-        for k in items[0]:
-            vals = [it[k] for it in items]
-            if isinstance(vals[0], torch.Tensor):
-                out[k] = torch.stack(vals)
-            elif isinstance(vals[0], str):
-                out[k] = vals
-            else:
-                out[k] = torch.tensor(vals, dtype=torch.long)
-        return out
+        clip_from_frames(decoded, np.searchsorted(needed, p.idx1), p.box1, rots[p.rot1], cfg.out_size, batch["clip1"][i])
+        clip_from_frames(decoded, np.searchsorted(needed, p.idx2), p.box2, rots[p.rot2], cfg.out_size, batch["clip2"][i])
+        for k, v in (("rate", p.rate), ("rot1", p.rot1), ("rot2", p.rot2), ("overlap_s", p.overlap_s),
+                     ("overlap_t", p.overlap_t), ("label", int(self.index.label[row]))):
+            batch[k][i] = v
+        batch["idx1"][i] = torch.from_numpy(p.idx1)
+        batch["idx2"][i] = torch.from_numpy(p.idx2)
+        batch["video_id"].append(str(self.index.video_id[row]))
 
     # -- iteration ---------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict]:
@@ -321,22 +314,25 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         quota, skip = plan.quotas[self.rank][worker], skips[worker]
         B = self.cfg.batch_size
         produced = 0
-        batch = []
+        filled = 0
+        batch = None
         for row, pair, frames in self._passes(plan.shards[self.rank][worker], epoch, worker):
             if produced >= quota:
                 break
             if produced < skip:
                 # pass over without decoding: the batches an interrupted run already delivered
-                batch.append(None)
-                if len(batch) == B:
-                    produced += 1
-                    batch = []
+                filled += 1
+                if filled == B:
+                    produced, filled = produced + 1, 0
                 continue
-            batch.append(self.make_pair(row, pair, frames))
-            if len(batch) == B:
-                produced += 1
-                yield self.collate(batch)
-                batch = []
+            if batch is None:
+                batch = self.new_batch()
+            self.fill(batch, filled, row, pair, frames)
+            filled += 1
+            if filled == B:
+                produced, filled = produced + 1, 0
+                yield batch
+                batch = None
         if produced < quota:
             raise ShardDataError(f"rank {self.rank} worker {worker} produced {produced} of its {quota} batches "
                                  f"in epoch {epoch}; errors: {self.errors[:3]}")
