@@ -1,0 +1,181 @@
+"""Contrastive methods as small classes on one base (in the manner of solo-learn).
+
+A method owns the projection (and prediction) heads and any target network; ``forward(x1, x2)``
+returns (contrastive loss, backbone feature of clip 1, of clip 2) so the pretext heads can share
+the backbone pass; ``on_step(progress)`` runs momentum updates after each optimiser step.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import distributed as D
+from .backbones import Backbone
+from .losses import byol_loss, info_nce, negative_cosine, nt_xent
+
+METHODS: dict[str, type["Method"]] = {}
+
+
+def register(name: str):
+    def deco(cls):
+        METHODS[name] = cls
+        cls.name = name
+        return cls
+    return deco
+
+
+def build_method(name: str, backbone: Backbone, **params) -> "Method":
+    if name not in METHODS:
+        raise KeyError(f"unknown method {name!r}; valid: {sorted(METHODS)}")
+    return METHODS[name](backbone, **params)
+
+
+def mlp(dims: list[int], bn_last: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(dims) - 1):
+        last = i == len(dims) - 2
+        layers.append(nn.Linear(dims[i], dims[i + 1], bias=last and not bn_last))
+        if not last:
+            layers += [nn.BatchNorm1d(dims[i + 1]), nn.ReLU(inplace=True)]
+        elif bn_last:
+            layers.append(nn.BatchNorm1d(dims[i + 1], affine=False))
+    return nn.Sequential(*layers)
+
+
+class Method(nn.Module):
+    name = "base"
+
+    def __init__(self, backbone: Backbone, proj_dim: int = 128, hidden_dim: int | None = None, temperature: float = 0.1,
+                 queue_size: int = 4096, momentum: float = 0.99, pred_dim: int | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.dim = backbone.feature_dim
+        self.hidden = hidden_dim or self.dim
+        self.proj_dim = proj_dim
+        self.temperature = temperature
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def on_step(self, progress: float) -> None:
+        """Called after each optimiser step with the fraction of training done."""
+
+
+@torch.no_grad()
+def ema_(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """target <- tau * target + (1 - tau) * online, parameters and buffers alike."""
+    for t, o in zip(target.parameters(), online.parameters()):
+        t.mul_(tau).add_(o.detach(), alpha=1 - tau)
+    for t, o in zip(target.buffers(), online.buffers()):
+        t.copy_(o)
+
+
+def frozen_copy(m: nn.Module) -> nn.Module:
+    c = copy.deepcopy(m)
+    c.requires_grad_(False)
+    return c
+
+
+@register("simclr")
+class SimCLR(Method):
+    def __init__(self, backbone, **kw):
+        super().__init__(backbone, **kw)
+        self.projector = mlp([self.dim, self.hidden, self.proj_dim])
+
+    def forward(self, x1, x2):
+        h1, h2 = self.backbone(x1), self.backbone(x2)
+        z1, z2 = self.projector(h1), self.projector(h2)
+        # negatives from every rank; this rank's rows sit at rank * B in the gathered batch
+        loss = nt_xent(z1, z2, self.temperature, D.gather_with_grad(z1), D.gather_with_grad(z2),
+                       offset=D.rank() * z1.shape[0])
+        return loss, h1, h2
+
+
+@register("moco")
+class MoCo(Method):
+    """MoCo v2: momentum key encoder, a queue of keys gathered from every rank (any batch size)."""
+
+    def __init__(self, backbone, queue_size: int = 4096, momentum: float = 0.99, temperature: float = 0.2, **kw):
+        super().__init__(backbone, temperature=temperature, **kw)
+        self.projector = mlp([self.dim, self.hidden, self.proj_dim])
+        self.key_backbone = frozen_copy(backbone)
+        self.key_projector = frozen_copy(self.projector)
+        self.momentum = momentum
+        self.register_buffer("queue", F.normalize(torch.randn(queue_size, self.proj_dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        keys = D.gather_no_grad(keys)
+        k = self.queue.shape[0]
+        idx = (self.queue_ptr + torch.arange(len(keys), device=keys.device)) % k
+        self.queue[idx[-k:]] = F.normalize(keys[-k:], dim=1)
+        self.queue_ptr.copy_((self.queue_ptr + len(keys)) % k)
+
+    def forward(self, x1, x2):
+        h1, h2 = self.backbone(x1), self.backbone(x2)
+        q1, q2 = self.projector(h1), self.projector(h2)
+        with torch.no_grad():
+            k1 = self.key_projector(self.key_backbone(x1))
+            k2 = self.key_projector(self.key_backbone(x2))
+        queue = self.queue.clone().detach()
+        loss = (info_nce(q1, k2, queue, self.temperature) + info_nce(q2, k1, queue, self.temperature)) / 2
+        self.enqueue(torch.cat([k1, k2]))
+        return loss, h1, h2
+
+    @torch.no_grad()
+    def on_step(self, progress):
+        ema_(self.key_backbone, self.backbone, self.momentum)
+        ema_(self.key_projector, self.projector, self.momentum)
+
+
+@register("byol")
+class BYOL(Method):
+    """BYOL: online projector + predictor; the target starts as a copy of the online network and
+    follows it by EMA with tau rising from ``momentum`` to 1 on a cosine schedule."""
+
+    def __init__(self, backbone, momentum: float = 0.99, pred_dim: int | None = None, **kw):
+        super().__init__(backbone, **kw)
+        self.projector = mlp([self.dim, self.hidden, self.proj_dim])
+        self.predictor = mlp([self.proj_dim, pred_dim or self.hidden, self.proj_dim])
+        self.target_backbone = frozen_copy(backbone)
+        self.target_projector = frozen_copy(self.projector)
+        self.base_tau = momentum
+        self.tau = momentum
+
+    def forward(self, x1, x2):
+        h1, h2 = self.backbone(x1), self.backbone(x2)
+        p1, p2 = self.predictor(self.projector(h1)), self.predictor(self.projector(h2))
+        with torch.no_grad():
+            t1 = self.target_projector(self.target_backbone(x1))
+            t2 = self.target_projector(self.target_backbone(x2))
+        return (byol_loss(p1, t2) + byol_loss(p2, t1)) / 2, h1, h2
+
+    @staticmethod
+    def tau_at(base: float, progress: float) -> float:
+        return 1 - (1 - base) * (math.cos(math.pi * min(1.0, progress)) + 1) / 2
+
+    @torch.no_grad()
+    def on_step(self, progress):
+        self.tau = self.tau_at(self.base_tau, progress)
+        ema_(self.target_backbone, self.backbone, self.tau)
+        ema_(self.target_projector, self.projector, self.tau)
+
+
+@register("simsiam")
+class SimSiam(Method):
+    def __init__(self, backbone, pred_dim: int | None = None, **kw):
+        super().__init__(backbone, **kw)
+        self.projector = mlp([self.dim, self.hidden, self.hidden, self.proj_dim], bn_last=True)
+        self.predictor = mlp([self.proj_dim, pred_dim or max(4, self.proj_dim // 4), self.proj_dim])
+
+    def forward(self, x1, x2):
+        h1, h2 = self.backbone(x1), self.backbone(x2)
+        z1, z2 = self.projector(h1), self.projector(h2)
+        p1, p2 = self.predictor(z1), self.predictor(z2)
+        return (negative_cosine(p1, z2) + negative_cosine(p2, z1)) / 2, h1, h2
