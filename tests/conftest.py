@@ -60,3 +60,20 @@ def fresh_dir(tmp_path) -> Path:
     d = tmp_path / "out"
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def real_ucf_shards(tmp_path_factory) -> Path:
+    """Shards of the eleven real UCF-101 clips, one video per shard."""
+    import contextlib
+    import io
+
+    from preprocess.build_shards import main as build
+
+    out = tmp_path_factory.mktemp("real_ucf") / "shards"
+    with contextlib.redirect_stdout(io.StringIO()):
+        rc = build(["--dataset", "ucf101", "--videos", str(VIDEOS / "ucf101/UCF-101"), "--annotations",
+                    str(ANNOTATIONS / "ucf101"), "--out", str(out), "--videos-per-shard", "1", "--workers", "2",
+                    "--no-progress"])
+    assert rc == 0
+    return out

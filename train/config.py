@@ -70,7 +70,7 @@ class ConfigError(ValueError):
 def _merge(base: dict, new: dict, where: str) -> None:
     for k, v in new.items():
         if k not in base:
-            raise ConfigError(f"unknown config key {where}{k!r}; valid keys here: {sorted(base)}")
+            raise ConfigError(f"unknown config key '{where}{k}'; valid keys here: {sorted(base)}")
         if isinstance(base[k], dict) and k != "method_params":
             if not isinstance(v, dict):
                 raise ConfigError(f"config key {where}{k} must be a mapping")

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from train.optim import build_optimizer
     from train.sync_bn import convert_sync_bn
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)   # overrides may sit between options
     try:
         cfg = load_config(args.config, args.overrides)
     except (ConfigError, FileNotFoundError) as exc:
