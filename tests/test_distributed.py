@@ -34,7 +34,7 @@ def _data(seed=0, n=8, d=6):
 
 
 def simclr_rank(rank):
-    from train import distributed as D
+    from train import ddp as D
     from train.losses import nt_xent
 
     z1, z2 = _data()

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import distributed as D
+from . import ddp as D
 from .backbones import Backbone
 from .losses import byol_loss, info_nce, negative_cosine, nt_xent
 

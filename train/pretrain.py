@@ -56,7 +56,7 @@ def export_backbone(model, cfg: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from shards.augment import AugmentConfig, augment
-    from train import distributed as D
+    from train import ddp as D
     from train.checkpoint import checkpoint_name, find_resume, load_checkpoint, prune, save_checkpoint, FORMAT_VERSION
     from train.config import ConfigError, load_config
     from train.model import CSTPModel
