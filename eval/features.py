@@ -1,0 +1,77 @@
+"""Backbones from checkpoints, and clip features of whole videos through the random-access reader."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from shards.augment import MEAN, STD
+from shards.clips import center_box, clip_from_frames
+from shards.random_access import FrameReader, evenly_spaced_clips
+from train.backbones import build_backbone
+from train.checkpoint import CheckpointError, load_checkpoint
+
+POOLS = {
+    # global average over time and space
+    "avg": lambda f: f.mean(dim=(2, 3, 4)),
+    # VCOP's retrieval features: max-pool 1x2x2 over the last conv block, then flatten
+    "vcop": lambda f: F.max_pool3d(f, kernel_size=(1, 2, 2), stride=(1, 2, 2)).flatten(1),
+}
+
+
+def load_backbone(ckpt: str, backbone: str = "r21d_10", width: float = 1.0, seed: int = 0):
+    """(backbone, description). ``ckpt='none'``: a randomly initialised ``backbone`` (the baseline)."""
+    if ckpt == "none":
+        torch.manual_seed(seed)
+        return build_backbone(backbone, width), f"random init ({backbone}, width {width}, seed {seed})"
+    ck = load_checkpoint(ckpt)
+    m = ck["config"].get("model", {}) if isinstance(ck["config"], dict) else {}
+    try:
+        bb = build_backbone(m["backbone"], m.get("width", 1.0))
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{ckpt}: its config names no known backbone ({exc})") from None
+    state = ck["backbone"]
+    target = bb.net if hasattr(bb, "net") and not any(k.startswith("net.") for k in state) else bb
+    try:
+        target.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{ckpt}: its backbone weights do not fit {m['backbone']} "
+                              f"(width {m.get('width', 1.0)}): {str(exc).splitlines()[0]}") from None
+    return bb, f"{ckpt} (step {ck.get('step')}, {m['backbone']} width {m.get('width', 1.0)})"
+
+
+def video_clips(reader: FrameReader, row: int, n_clips: int, clip_len: int, crop: int) -> torch.Tensor:
+    """[n_clips, 3, T, crop, crop] uint8: evenly spaced clips, centre crop, every frame read once."""
+    idx = evenly_spaced_clips(int(reader.index.n_frames[row]), n_clips, clip_len)
+    needed = np.unique(idx)
+    frames = reader.read_frames(row, needed)
+    h, w = frames.shape[1:3]
+    box = center_box(h, w, crop)
+    return torch.stack([clip_from_frames(frames, np.searchsorted(needed, c), box, 0, (crop, crop)) for c in idx])
+
+
+def normalise(clips: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(MEAN, device=clips.device).view(1, 3, 1, 1, 1)
+    std = torch.tensor(STD, device=clips.device).view(1, 3, 1, 1, 1)
+    return (clips.float() / 255 - mean) / std
+
+
+@torch.no_grad()
+def extract(backbone, reader: FrameReader, rows, pool: str = "avg", n_clips: int = 10, clip_len: int = 16,
+            crop: int = 112, batch_videos: int = 4, device=torch.device("cpu"), progress: bool = True) -> np.ndarray:
+    """[V, n_clips, D] float32 features of every clip of every video in ``rows`` (no video dropped)."""
+    from tqdm import tqdm
+
+    backbone.eval().to(device)
+    out = []
+    rows = list(rows)
+    for s in tqdm(range(0, len(rows), batch_videos), disable=not progress, unit="batch", file=sys.stderr,
+                  desc="features"):
+        chunk = rows[s:s + batch_videos]
+        clips = torch.cat([video_clips(reader, int(r), n_clips, clip_len, crop) for r in chunk]).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            f = POOLS[pool](backbone.features(normalise(clips)))
+        out.append(f.float().cpu().view(len(chunk), n_clips, -1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, n_clips, 0), np.float32)

@@ -1,0 +1,114 @@
+"""Linear probe (the paper's Table 6): a frozen backbone, a linear classifier on its features.
+
+    python eval/linear_probe.py --ckpt runs/cstp/ckpt-00010000.pt --shards /shards/ucf101 --splits 1,2,3
+
+The backbone stays in eval mode (batch norm uses its running statistics: the reference code left
+it in train mode). Features of 10 evenly spaced clips per video are extracted once and cached; the
+classifier trains on train-split clips; a test video's prediction averages its clips' logits.
+Results per split and their mean go to linear_probe.json/.txt.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="linear_probe.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--ckpt", required=True, help="pretraining checkpoint, or 'none' for random initialisation")
+    p.add_argument("--shards", required=True)
+    p.add_argument("--splits", default="1", help="comma-separated, e.g. 1,2,3")
+    p.add_argument("--backbone", default="r21d_10", help="with --ckpt none")
+    p.add_argument("--width", type=float, default=1.0, help="with --ckpt none")
+    p.add_argument("--clips", type=int, default=10)
+    p.add_argument("--clip-len", type=int, default=16)
+    p.add_argument("--crop", type=int, default=112)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--cache", default="runs/eval/cache", help="folder for cached features")
+    p.add_argument("--out", default="runs/eval")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def train_linear(x: torch.Tensor, y: torch.Tensor, n_classes: int, epochs: int, lr: float, wd: float, seed: int):
+    """A linear classifier on standardised features, full-batch AdamW (features fit in memory)."""
+    g = torch.Generator().manual_seed(seed)
+    mean, std = x.mean(0, keepdim=True), x.std(0, keepdim=True) + 1e-6
+    layer = torch.nn.Linear(x.shape[1], n_classes)
+    with torch.no_grad():
+        layer.weight.normal_(0, 0.01, generator=g)
+        layer.bias.zero_()
+    opt = torch.optim.AdamW(layer.parameters(), lr=lr, weight_decay=wd)
+    xs = (x - mean) / std
+    for _ in range(epochs):
+        opt.zero_grad()
+        F.cross_entropy(layer(xs), y).backward()
+        opt.step()
+    return lambda f: layer((f - mean) / std)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from eval.classify import split_rows, video_accuracy
+    from eval.features import extract, load_backbone
+    from eval.report import table, write_results
+    from shards.index import IndexError_
+    from shards.random_access import FrameReader
+    from train.checkpoint import CheckpointError
+
+    args = build_parser().parse_args(argv)
+    try:
+        reader = FrameReader(args.shards)
+        idx = reader.index
+        backbone, desc = load_backbone(args.ckpt, args.backbone, args.width, seed=args.seed)
+        splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+        plans = {s: split_rows(idx, s) for s in splits}
+    except (CheckpointError, IndexError_, ValueError, KeyError, FileNotFoundError) as exc:
+        print(f"linear_probe: {exc}", file=sys.stderr)
+        return 2
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # one feature pass over every video any split needs, cached by checkpoint and protocol
+    rows = np.unique(np.concatenate([np.concatenate(p) for p in plans.values()]))
+    key = hashlib.sha256(repr((args.ckpt, args.backbone, args.width, args.seed, str(args.shards), args.clips,
+                               args.clip_len, args.crop, rows.tolist())).encode()).hexdigest()[:16]
+    cache = Path(args.cache) / f"features-{key}.npz"
+    if cache.is_file():
+        feats = np.load(cache)["features"]
+    else:
+        feats = extract(backbone, reader, rows, "avg", args.clips, args.clip_len, args.crop, device=device,
+                        progress=not args.no_progress)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, features=feats, rows=rows)
+    pos = {int(r): i for i, r in enumerate(rows)}
+    n_classes = len(idx.classes)
+    per_split = []
+    for s, (train, test) in plans.items():
+        ftr = torch.from_numpy(feats[[pos[int(r)] for r in train]])       # [V, clips, D]
+        fte = torch.from_numpy(feats[[pos[int(r)] for r in test]])
+        ytr = torch.from_numpy(idx.label[train].astype(np.int64))
+        clf = train_linear(ftr.flatten(0, 1), ytr.repeat_interleave(ftr.shape[1]), n_classes, args.epochs,
+                           args.lr, args.weight_decay, args.seed)
+        with torch.no_grad():
+            logits = clf(fte.flatten(0, 1)).view(fte.shape[0], fte.shape[1], -1)
+        acc = video_accuracy(logits, torch.from_numpy(idx.label[test].astype(np.int64)))
+        per_split.append({"split": s, "train": len(train), "test": len(test), **acc})
+    mean = {"split": "mean", "train": "", "test": "",
+            **{k: float(np.mean([r[k] for r in per_split])) for k in ("top1", "top5")}}
+    rows_out = per_split + ([mean] if len(per_split) > 1 else [])
+    text = f"linear probe: {desc}\n" + table(rows_out, ["split", "train", "test", "top1", "top5"])
+    j, t = write_results(args.out, "linear_probe", {"model": desc, "shards": str(args.shards), "splits": rows_out}, text)
+    print(text)
+    print(f"results: {j} {t}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
