@@ -116,3 +116,36 @@ def test_video_accuracy_averages_clip_logits():
     logits = torch.tensor([[[5.0, 0, 0], [0, 1, 0]], [[0, 0, 1.0], [0, 3, 0]]])
     acc = video_accuracy(logits, torch.tensor([0, 2]))
     assert acc == {"top1": 0.5, "top5": 1.0}
+
+
+def test_finetune_under_torchrun_two_ranks(tmp_path):
+    """Two ranks on 127.0.0.1 step together (same steps per epoch) and agree on the result."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import ROOT
+    from tests.servers import free_port
+
+    shards = tmp_path / "flat"
+    from tests.synthetic import make_flat_video, write_ucf_layout
+    from preprocess.build_shards import main as build
+
+    classes = {c: [(f"v_{c}_g0{j}_c01", 40) for j in range(1, 6)] for c in ("Red", "Blue")}
+    videos, lists = write_ucf_layout(tmp_path / "data", classes, test_every=5)
+    for c, items in classes.items():
+        for name, n in items:
+            make_flat_video(videos / c / f"{name}.avi", n)
+    assert build(["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(shards),
+                  "--workers", "1", "--no-progress"]) == 0
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    r = subprocess.run([torchrun, "--nnodes", "1", "--nproc_per_node", "2", "--rdzv-backend", "c10d",
+                        "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "eval/finetune.py", "--ckpt", "none",
+                        "--backbone", "r21d_10", "--width", "0.125", "--shards", str(shards), "--out", str(tmp_path / "o"),
+                        "--epochs", "2", "--batch-size", "1", "--val-fraction", "0.25", "--clip-len", "8", "--crop", "64",
+                        "--clips", "2", "--val-clips", "1", "--no-progress"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "o" / "finetune.json").read_text())["splits"][0]
+    # 8 train videos, 2 held out: 6 left, 3 steps per epoch on each of 2 ranks
+    assert (res["train"], res["val"], res["test"], res["steps"]) == (6, 2, 2, 6)
