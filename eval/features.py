@@ -21,6 +21,20 @@ POOLS = {
 }
 
 
+def add_model_args(p, shards_required: bool = True) -> None:
+    """The options every eval script shares: what to evaluate, on which shards, with which clips."""
+    p.add_argument("--ckpt", required=True, help="pretraining checkpoint, or 'none' for random initialisation")
+    p.add_argument("--shards", required=shards_required, help="shard set (folder or URL)")
+    p.add_argument("--backbone", default="r21d_10", help="with --ckpt none")
+    p.add_argument("--width", type=float, default=1.0, help="with --ckpt none")
+    p.add_argument("--clips", type=int, default=10, help="clips per video at test time")
+    p.add_argument("--clip-len", type=int, default=16)
+    p.add_argument("--crop", type=int, default=112)
+    p.add_argument("--out", default="runs/eval", help="folder for the results")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+
+
 def load_backbone(ckpt: str, backbone: str = "r21d_10", width: float = 1.0, seed: int = 0):
     """(backbone, description). ``ckpt='none'``: a randomly initialised ``backbone`` (the baseline)."""
     if ckpt == "none":

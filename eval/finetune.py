@@ -21,24 +21,17 @@ import torch.nn.functional as F
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from eval.features import add_model_args
+
     p = argparse.ArgumentParser(prog="finetune.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", required=True, help="pretraining checkpoint, or 'none' for random initialisation")
-    p.add_argument("--shards", required=True)
+    add_model_args(p)
     p.add_argument("--splits", default="1", help="comma-separated, e.g. 1,2,3")
-    p.add_argument("--backbone", default="r21d_10", help="with --ckpt none")
-    p.add_argument("--width", type=float, default=1.0, help="with --ckpt none")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--max-steps", type=int, default=None, help="stop each split's training early (smoke runs)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per rank and step")
     p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--clip-len", type=int, default=16)
-    p.add_argument("--crop", type=int, default=112)
-    p.add_argument("--clips", type=int, default=10, help="clips per video at test time")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--val-clips", type=int, default=3)
-    p.add_argument("--out", default="runs/eval")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
     return p
 
 

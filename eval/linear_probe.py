@@ -20,22 +20,15 @@ import torch.nn.functional as F
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from eval.features import add_model_args
+
     p = argparse.ArgumentParser(prog="linear_probe.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", required=True, help="pretraining checkpoint, or 'none' for random initialisation")
-    p.add_argument("--shards", required=True)
+    add_model_args(p)
     p.add_argument("--splits", default="1", help="comma-separated, e.g. 1,2,3")
-    p.add_argument("--backbone", default="r21d_10", help="with --ckpt none")
-    p.add_argument("--width", type=float, default=1.0, help="with --ckpt none")
-    p.add_argument("--clips", type=int, default=10)
-    p.add_argument("--clip-len", type=int, default=16)
-    p.add_argument("--crop", type=int, default=112)
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--cache", default="runs/eval/cache", help="folder for cached features")
-    p.add_argument("--out", default="runs/eval")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
     return p
 
 

@@ -21,22 +21,16 @@ KS = (1, 5, 10, 20, 50)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from eval.features import add_model_args
+
     p = argparse.ArgumentParser(prog="retrieval.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", required=True, help="pretraining checkpoint, or 'none' for random initialisation")
-    p.add_argument("--shards", help="shard set (folder or URL)")
+    add_model_args(p, shards_required=False)
     p.add_argument("--split", default="1")
     p.add_argument("--pool", choices=["avg", "vcop"], default="avg")
-    p.add_argument("--clips", type=int, default=10)
-    p.add_argument("--clip-len", type=int, default=16)
-    p.add_argument("--crop", type=int, default=112)
-    p.add_argument("--backbone", default="r21d_10", help="with --ckpt none")
-    p.add_argument("--width", type=float, default=1.0, help="with --ckpt none")
     p.add_argument("--batch-videos", type=int, default=4)
-    p.add_argument("--out", default="runs/eval", help="folder for retrieval.json/.txt/.png")
     p.add_argument("--features-out", help="save gallery and query features (.npz)")
     p.add_argument("--features-in", help="reuse features saved by --features-out (no backbone pass)")
     p.add_argument("--figure-queries", type=int, default=4)
-    p.add_argument("--no-progress", action="store_true")
     return p
 
 
@@ -68,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"split {args.split} has no test videos in {args.shards}")
             if len(gal_rows) == 0:
                 raise ValueError(f"split {args.split} has no train videos in {args.shards}")
-            backbone, desc = load_backbone(args.ckpt, args.backbone, args.width)
+            backbone, desc = load_backbone(args.ckpt, args.backbone, args.width, seed=args.seed)
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
             kw = dict(pool=args.pool, n_clips=args.clips, clip_len=args.clip_len, crop=args.crop,
                       batch_videos=args.batch_videos, device=device, progress=not args.no_progress)
