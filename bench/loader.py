@@ -17,7 +17,6 @@ import json
 import resource
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -71,8 +70,6 @@ def bench_limit(shards: Path, pairs) -> float:
     from shards.index import read_index
 
     idx = read_index(shards)
-    keys = idx.keys()
-    row_of = idx.row_of()
     blobs = {}
     for r in idx.select():
         offs, sizes = idx.frames_of(r)
@@ -82,7 +79,6 @@ def bench_limit(shards: Path, pairs) -> float:
     for vid, i1, i2 in pairs:
         for i in np.union1d(i1, i2):
             simplejpeg.decode_jpeg(blobs[vid][i], colorspace="RGB")
-    del keys, row_of
     return cpu() - c0
 
 

@@ -183,7 +183,6 @@ def main(argv: list[str] | None = None) -> int:
     n_frames = int(rows["n_frames"].sum())
     n_bytes = sum((out / s.tar).stat().st_size for s in specs)
     built = [r for r in results if not r.get("skipped")]
-    busy = sum(r.get("elapsed_s", 0.0) for r in built)
     print(f"videos: {int((status == STATUS_OK).sum())} ok, {int((status == STATUS_FAILED).sum())} failed, "
           f"{int((status == STATUS_MISSING).sum())} missing; shards: {len(built)} built, "
           f"{len(results) - len(built)} already complete; {n_frames} frames, {n_bytes / 1e6:.1f} MB in {wall:.1f} s"

@@ -224,3 +224,9 @@ def test_member_names_that_leave_the_folder_are_never_written(flat_shards, tmp_p
     assert set(p.name for p in tmp_path.iterdir()) == before and not list(work.iterdir())
     assert not (tmp_path / "escaped.00000.jpg").exists() and not __import__("os").path.exists("/tmp/absolute_escape.00000.jpg")
     assert any("has no row in the index" in e and "../escaped" in e for e in ds.errors)
+
+
+def test_resume_point_rotates_to_the_worker_due_next():
+    assert resume_point([3, 3], 3) == ([2, 1], 1)
+    assert resume_point([3, 1, 2], 4) == ([2, 1, 1], 2)   # worker 1 is done: worker 2 is next
+    assert resume_point([1, 3], 3) == ([1, 2], 1)         # worker 0 is done; worker 1 continues

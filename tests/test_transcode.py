@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from preprocess.ffmpeg_binary import ffmpeg_path
 from preprocess.jpeg_stream import JpegStreamError, split_jpegs
 from preprocess.probe import ProbeError, parse_banner, probe
 from preprocess.transcode import TranscodeError, TranscodeSettings, transcode
