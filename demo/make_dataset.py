@@ -1,0 +1,93 @@
+"""A small labelled video dataset in UCF-101 layout, for the one-command demo.
+
+Eight classes: {circles, squares} x {moving right, moving down} x {slow, fast}. Colours, positions,
+sizes and the textured background are drawn per video, so what tells the classes apart is the
+shape and, above all, the motion: what a model learns from motion shows in the retrieval figures.
+
+    python demo/make_dataset.py --out out/demo/data [--per-class 10] [--frames 80]
+
+Writes <out>/videos/<Class>/v_<Class>_gNN_c01.avi and <out>/lists/{classInd,trainlist0N,testlist0N}.txt
+(the test list of each split holds 3 videos per class, the rest are train).
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SHAPES = ("Circle", "Square")
+DIRECTIONS = {"Right": (1.0, 0.0), "Down": (0.0, 1.0)}
+SPEEDS = {"Slow": 1.0, "Fast": 3.5}      # pixels per frame at 128 x 171
+CLASSES = [f"{s}{d}{v}" for s in SHAPES for d in DIRECTIONS for v in SPEEDS]
+
+
+def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A smooth random texture with a random tint."""
+    coarse = rng.uniform(0, 1, (h // 16 + 2, w // 16 + 2, 1))
+    tex = np.kron(coarse, np.ones((16, 16, 1)))[:h, :w]
+    tint = rng.uniform(0.3, 0.8, 3)
+    return (255 * (0.5 * tex + 0.5) * tint).astype(np.float32)
+
+
+def render(cls: str, rng: np.random.Generator, n_frames: int, h: int = 128, w: int = 171) -> np.ndarray:
+    shape = next(s for s in SHAPES if cls.startswith(s))
+    dx, dy = DIRECTIONS[next(d for d in DIRECTIONS if d in cls)]
+    speed = SPEEDS[next(v for v in SPEEDS if cls.endswith(v))] * rng.uniform(0.85, 1.15)
+    bg = background(rng, h, w)
+    objs = [(rng.uniform(0, w), rng.uniform(0, h), rng.uniform(8, 16), rng.uniform(60, 255, 3)) for _ in range(3)]
+    yy, xx = np.mgrid[0:h, 0:w]
+    frames = np.empty((n_frames, h, w, 3), np.uint8)
+    for t in range(n_frames):
+        img = bg.copy()
+        for x0, y0, r, colour in objs:
+            cx, cy = (x0 + dx * speed * t) % w, (y0 + dy * speed * t) % h
+            ddx = np.minimum(np.abs(xx - cx), w - np.abs(xx - cx))     # wrap around the edges
+            ddy = np.minimum(np.abs(yy - cy), h - np.abs(yy - cy))
+            mask = (ddx ** 2 + ddy ** 2 <= r ** 2) if shape == "Circle" else ((ddx <= r * 0.85) & (ddy <= r * 0.85))
+            img[mask] = colour
+        frames[t] = img.astype(np.uint8)
+    return frames
+
+
+def encode(frames: np.ndarray, path: Path, fps: float = 25.0) -> None:
+    from preprocess.ffmpeg_binary import ffmpeg_path
+
+    n, h, w, _ = frames.shape
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([ffmpeg_path(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+                    "-r", str(fps), "-i", "pipe:", "-c:v", "mpeg4", "-q:v", "3", "-pix_fmt", "yuv420p", str(path)],
+                   input=frames.tobytes(), check=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--per-class", type=int, default=10)
+    p.add_argument("--frames", type=int, default=80)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    videos, lists = out / "videos", out / "lists"
+    lists.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
+    names = {c: [f"v_{c}_g{j + 1:02d}_c01" for j in range(args.per_class)] for c in CLASSES}
+    for c in CLASSES:
+        for name in names[c]:
+            encode(render(c, rng, args.frames), videos / c / f"{name}.avi")
+    (lists / "classInd.txt").write_text("".join(f"{i + 1} {c}\r\n" for i, c in enumerate(CLASSES)))
+    for s in (1, 2, 3):
+        train, test = [], []
+        for i, c in enumerate(CLASSES):
+            for j, name in enumerate(names[c]):
+                (test if (j + 3 * (s - 1)) % args.per_class < 3 else train).append((c, name, i))
+        (lists / f"trainlist0{s}.txt").write_text("".join(f"{c}/{n}.avi {i + 1}\r\n" for c, n, i in train))
+        (lists / f"testlist0{s}.txt").write_text("".join(f"{c}/{n}.avi\r\n" for c, n, _ in test))
+    print(f"{len(CLASSES) * args.per_class} videos of {args.frames} frames in {len(CLASSES)} classes -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
