@@ -1,13 +1,16 @@
 # Two entry points, each setting up what it needs on a fresh machine (Python 3.11 + pip):
-#   make demo   build shards from the real clips in ../shared/data on an embedded Dask LocalCluster
+#   make demo   the whole pipeline on a generated dataset (demo/run.py): shards on a Dask LocalCluster,
+#               CSTP pretraining under torchrun, retrieval and linear probe against random init
 #   make test   run the test suite
+# and:
+#   make shards-demo   build and verify shards of the real clips in ../shared/data
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data
 OUT ?= out
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo shards-demo test bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,6 +21,9 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 demo: setup
+	$(BIN)/python demo/run.py --out $(OUT)/demo
+
+shards-demo: setup
 	$(BIN)/dask-submit preprocess/build_shards.py --dataset ucf101 \
 		--videos $(DATA)/videos/ucf101/UCF-101 --annotations $(DATA)/annotations/ucf101 \
 		--out $(OUT)/shards/ucf101 --videos-per-shard 4
@@ -28,6 +34,9 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/preprocess.py
+	$(BIN)/python bench/loader.py
+	$(BIN)/python bench/retrieval.py
+	$(BIN)/python bench/train_step.py
 
 clean:
 	rm -rf $(OUT)

@@ -20,16 +20,16 @@ import numpy as np
 
 SHAPES = ("Circle", "Square")
 DIRECTIONS = {"Right": (1.0, 0.0), "Down": (0.0, 1.0)}
-SPEEDS = {"Slow": 1.0, "Fast": 3.5}      # pixels per frame at 128 x 171
+SPEEDS = {"Slow": 1.5, "Fast": 4.5}      # pixels per frame at 128 x 171
 CLASSES = [f"{s}{d}{v}" for s in SHAPES for d in DIRECTIONS for v in SPEEDS]
 
 
 def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A smooth random texture with a random tint."""
-    coarse = rng.uniform(0, 1, (h // 16 + 2, w // 16 + 2, 1))
-    tex = np.kron(coarse, np.ones((16, 16, 1)))[:h, :w]
+    coarse = rng.uniform(0, 1, (h // 32 + 2, w // 32 + 2, 1))
+    tex = np.kron(coarse, np.ones((32, 32, 1)))[:h, :w]
     tint = rng.uniform(0.3, 0.8, 3)
-    return (255 * (0.5 * tex + 0.5) * tint).astype(np.float32)
+    return (255 * (0.2 * tex + 0.8) * tint).astype(np.float32)
 
 
 def render(cls: str, rng: np.random.Generator, n_frames: int, h: int = 128, w: int = 171) -> np.ndarray:
@@ -37,7 +37,7 @@ def render(cls: str, rng: np.random.Generator, n_frames: int, h: int = 128, w: i
     dx, dy = DIRECTIONS[next(d for d in DIRECTIONS if d in cls)]
     speed = SPEEDS[next(v for v in SPEEDS if cls.endswith(v))] * rng.uniform(0.85, 1.15)
     bg = background(rng, h, w)
-    objs = [(rng.uniform(0, w), rng.uniform(0, h), rng.uniform(8, 16), rng.uniform(60, 255, 3)) for _ in range(3)]
+    objs = [(rng.uniform(0, w), rng.uniform(0, h), rng.uniform(10, 18), rng.uniform(60, 255, 3)) for _ in range(4)]
     yy, xx = np.mgrid[0:h, 0:w]
     frames = np.empty((n_frames, h, w, 3), np.uint8)
     for t in range(n_frames):
@@ -65,7 +65,7 @@ def encode(frames: np.ndarray, path: Path, fps: float = 25.0) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True)
-    p.add_argument("--per-class", type=int, default=10)
+    p.add_argument("--per-class", type=int, default=16)
     p.add_argument("--frames", type=int, default=80)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
