@@ -71,21 +71,18 @@ def bench_transcode(clips: list[Path], repeat: int) -> float:
 
 def make_dataset(root: Path, clips: list[Path], copies: int) -> tuple[Path, Path]:
     """UCF-101 layout of symlinks to the real clips, each `copies` times, with split lists."""
+    from preprocess.adapters.ucf101 import write_lists
+
     videos, lists = root / "videos", root / "lists"
-    lists.mkdir(parents=True)
-    classes = sorted({p.parent.name for p in clips})
-    (lists / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
-    train = []
+    entries = []
     for k in range(copies):
         for p in clips:
             d = videos / p.parent.name
             d.mkdir(parents=True, exist_ok=True)
             name = f"{p.stem}_copy{k}"
             (d / (name + p.suffix)).symlink_to(p.resolve())
-            train.append(f"{p.parent.name}/{name}.avi {classes.index(p.parent.name) + 1}\n")
-    for s in (1, 2, 3):
-        (lists / f"trainlist0{s}.txt").write_text("".join(train))
-        (lists / f"testlist0{s}.txt").write_text("")
+            entries.append((p.parent.name, name, [1, 1, 1]))
+    write_lists(lists, sorted({p.parent.name for p in clips}), entries)
     return videos, lists
 
 

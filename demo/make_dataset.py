@@ -69,22 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=80)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    from preprocess.adapters.ucf101 import write_lists
+
     out = Path(args.out)
     videos, lists = out / "videos", out / "lists"
-    lists.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     names = {c: [f"v_{c}_g{j + 1:02d}_c01" for j in range(args.per_class)] for c in CLASSES}
     for c in CLASSES:
         for name in names[c]:
             encode(render(c, rng, args.frames), videos / c / f"{name}.avi")
-    (lists / "classInd.txt").write_text("".join(f"{i + 1} {c}\r\n" for i, c in enumerate(CLASSES)))
-    for s in (1, 2, 3):
-        train, test = [], []
-        for i, c in enumerate(CLASSES):
-            for j, name in enumerate(names[c]):
-                (test if (j + 3 * (s - 1)) % args.per_class < 3 else train).append((c, name, i))
-        (lists / f"trainlist0{s}.txt").write_text("".join(f"{c}/{n}.avi {i + 1}\r\n" for c, n, i in train))
-        (lists / f"testlist0{s}.txt").write_text("".join(f"{c}/{n}.avi\r\n" for c, n, _ in test))
+    write_lists(lists, CLASSES, [(c, name, [2 if (j + 3 * (s - 1)) % args.per_class < 3 else 1 for s in (1, 2, 3)])
+                                 for c in CLASSES for j, name in enumerate(names[c])])
     print(f"{len(CLASSES) * args.per_class} videos of {args.frames} frames in {len(CLASSES)} classes -> {out}")
     return 0
 

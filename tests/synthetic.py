@@ -58,17 +58,12 @@ def write_ucf_layout(root: Path, classes: dict[str, list[tuple[str, int]]], test
     ``classes`` maps class name to [(video name, n_frames)]; every ``test_every``-th video of a class is
     in the test list of split 1 (splits 2 and 3 shift it by one and two).
     """
+    from preprocess.adapters.ucf101 import write_lists
+
     videos, lists = root / "videos", root / "lists"
-    lists.mkdir(parents=True, exist_ok=True)
-    names = list(classes)
-    (lists / "classInd.txt").write_text("".join(f"{i + 1} {c}\r\n" for i, c in enumerate(names)))
-    for s in (1, 2, 3):
-        train, test = [], []
-        for ci, c in enumerate(names):
-            for j, (name, _) in enumerate(classes[c]):
-                (test if (j + s - 1) % test_every == 0 else train).append((c, name, ci))
-        (lists / f"trainlist0{s}.txt").write_text("".join(f"{c}/{n}.avi {ci + 1}\r\n" for c, n, ci in train))
-        (lists / f"testlist0{s}.txt").write_text("".join(f"{c}/{n}.avi\r\n" for c, n, _ in test))
+    entries = [(c, name, [2 if (j + s - 1) % test_every == 0 else 1 for s in (1, 2, 3)])
+               for c in classes for j, (name, _) in enumerate(classes[c])]
+    write_lists(lists, list(classes), entries)
     return videos, lists
 
 

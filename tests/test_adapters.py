@@ -93,3 +93,15 @@ def test_plan_is_deterministic_and_mixes_classes():
     assert all(len({v.label for v in s.videos}) > 1 for s in a)
     by_size = plan_shards(L, "ucf101", shard_bytes=3_000_000)
     assert sum(len(s.videos) for s in by_size) == 11 and len(by_size) > 1
+
+
+def test_written_lists_parse_back(tmp_path):
+    from preprocess.adapters.ucf101 import write_lists
+
+    (tmp_path / "videos" / "B").mkdir(parents=True)
+    (tmp_path / "videos" / "B" / "v_B_1.mp4").write_bytes(b"x")
+    write_lists(tmp_path / "lists", ["A", "B"], [("A", "v_A_1", [1, 2, 1]), ("B", "v_B_1", [2, 1, 1])])
+    assert (tmp_path / "lists" / "trainlist01.txt").read_bytes() == b"A/v_A_1.avi 1\r\n"
+    L = load_listing("ucf101", tmp_path / "videos", tmp_path / "lists")
+    assert [(e.video_id, e.label, e.split) for e in L.entries] == [("v_A_1", 0, [1, 2, 1]), ("v_B_1", 1, [2, 1, 1])]
+    assert [e.video_id for e in L.present] == ["v_B_1"]

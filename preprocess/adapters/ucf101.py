@@ -63,3 +63,20 @@ def load(videos: Path, annotations: Path) -> Listing:
     unlisted = attach_paths(ordered, scan_videos(videos), lambda e: [e.video_id],
                             prefer=lambda e, p: p.parent.name == classes[e.label])
     return Listing("ucf101", classes, list(SPLITS), ordered, unlisted)
+
+
+def write_lists(folder: Path, classes: list[str], videos: list[tuple[str, str, list[int]]]) -> None:
+    """Write classInd.txt, trainlist0N.txt and testlist0N.txt as the official lists are written (CRLF).
+
+    ``videos``: (class, name without extension, [role in split 1, 2, 3]) with role 1 train, 2 test.
+    Datasets made for tests, benchmarks and the demo use this, so they parse like the real lists.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "classInd.txt").write_text("".join(f"{i + 1} {c}\r\n" for i, c in enumerate(classes)), newline="")
+    label = {c: i + 1 for i, c in enumerate(classes)}
+    for s, split in enumerate(SPLITS):
+        train = "".join(f"{c}/{n}.avi {label[c]}\r\n" for c, n, roles in videos if roles[s] == 1)
+        test = "".join(f"{c}/{n}.avi\r\n" for c, n, roles in videos if roles[s] == 2)
+        (folder / f"trainlist0{split}.txt").write_text(train, newline="")
+        (folder / f"testlist0{split}.txt").write_text(test, newline="")
