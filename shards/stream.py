@@ -280,8 +280,11 @@ class ClipPairStream(torch.utils.data.IterableDataset):
 
     def new_batch(self) -> dict:
         B, T, (h, w) = self.cfg.batch_size, self.cfg.pair.clip_len, self.cfg.out_size
-        return {"clip1": torch.empty((B, 3, T, h, w), dtype=torch.uint8),
-                "clip2": torch.empty((B, 3, T, h, w), dtype=torch.uint8),
+        # B x 3 x T x H x W views of B x T x H x W x 3 storage: the resized frames come out of torch's
+        # fast uint8 kernel channels-last, so writing them is a plain copy, not a transposition.
+        # (Consumers see the contract's shape; .contiguous() gives the dense layout where needed.)
+        return {"clip1": torch.empty((B, T, h, w, 3), dtype=torch.uint8).permute(0, 4, 1, 2, 3),
+                "clip2": torch.empty((B, T, h, w, 3), dtype=torch.uint8).permute(0, 4, 1, 2, 3),
                 **{k: torch.empty(B, dtype=torch.long) for k in ("rate", "rot1", "rot2", "overlap_s", "overlap_t", "label")},
                 "video_id": [], "idx1": torch.empty((B, T), dtype=torch.long), "idx2": torch.empty((B, T), dtype=torch.long)}
 
