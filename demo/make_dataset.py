@@ -1,13 +1,13 @@
 """A small labelled video dataset in UCF-101 layout, for the one-command demo.
 
 Eight classes: {circles, squares} x {moving right, moving down} x {slow, fast}. Colours, positions,
-sizes and the textured background are drawn per video, so what tells the classes apart is the
-shape and, above all, the motion: what a model learns from motion shows in the retrieval figures.
+sizes and the background colour are drawn per video, so what tells the classes apart is the shape
+and, above all, the motion: what a model learns from motion shows in the retrieval figures.
 
-    python demo/make_dataset.py --out out/demo/data [--per-class 10] [--frames 80]
+    python demo/make_dataset.py --out out/demo/data [--per-class 20] [--test-per-class 5] [--frames 80]
 
 Writes <out>/videos/<Class>/v_<Class>_gNN_c01.avi and <out>/lists/{classInd,trainlist0N,testlist0N}.txt
-(the test list of each split holds 3 videos per class, the rest are train).
+(the test list of each split holds --test-per-class videos per class, the rest are train).
 """
 from __future__ import annotations
 
@@ -20,24 +20,20 @@ import numpy as np
 
 SHAPES = ("Circle", "Square")
 DIRECTIONS = {"Right": (1.0, 0.0), "Down": (0.0, 1.0)}
-SPEEDS = {"Slow": 1.5, "Fast": 4.5}      # pixels per frame at 128 x 171
+SPEEDS = {"Slow": 1.0, "Fast": 2.0}      # pixels per frame at 128 x 171
 CLASSES = [f"{s}{d}{v}" for s in SHAPES for d in DIRECTIONS for v in SPEEDS]
-
-
-def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A smooth random texture with a random tint."""
-    coarse = rng.uniform(0, 1, (h // 32 + 2, w // 32 + 2, 1))
-    tex = np.kron(coarse, np.ones((32, 32, 1)))[:h, :w]
-    tint = rng.uniform(0.3, 0.8, 3)
-    return (255 * (0.2 * tex + 0.8) * tint).astype(np.float32)
 
 
 def render(cls: str, rng: np.random.Generator, n_frames: int, h: int = 128, w: int = 171) -> np.ndarray:
     shape = next(s for s in SHAPES if cls.startswith(s))
     dx, dy = DIRECTIONS[next(d for d in DIRECTIONS if d in cls)]
-    speed = SPEEDS[next(v for v in SPEEDS if cls.endswith(v))] * rng.uniform(0.85, 1.15)
-    bg = background(rng, h, w)
-    objs = [(rng.uniform(0, w), rng.uniform(0, h), rng.uniform(10, 18), rng.uniform(60, 255, 3)) for _ in range(4)]
+    speed = SPEEDS[next(v for v in SPEEDS if cls.endswith(v))] * rng.uniform(0.92, 1.08)
+    # A plain grey background with a little static grain, lighter objects: the grey levels vary
+    # from video to video only as much as the pretraining's colour jitter does, so telling two videos
+    # apart by brightness is no shortcut, and a per-video texture (the easiest cue of all) is absent.
+    level = rng.uniform(100, 140)
+    bg = np.clip(level + rng.normal(0, 3, (h, w, 1)), 0, 255).astype(np.float32)
+    objs = [(rng.uniform(0, w), rng.uniform(0, h), rng.uniform(10, 14), level + rng.uniform(70, 100)) for _ in range(5)]
     yy, xx = np.mgrid[0:h, 0:w]
     frames = np.empty((n_frames, h, w, 3), np.uint8)
     for t in range(n_frames):
@@ -65,11 +61,16 @@ def encode(frames: np.ndarray, path: Path, fps: float = 25.0) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True)
-    p.add_argument("--per-class", type=int, default=16)
+    p.add_argument("--per-class", type=int, default=20)
+    p.add_argument("--test-per-class", type=int, default=5, help="test videos per class in each split")
     p.add_argument("--frames", type=int, default=80)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     from preprocess.adapters.ucf101 import write_lists
+
+    k = args.test_per_class
+    if not 0 < k < args.per_class:
+        p.error(f"--test-per-class must be between 1 and --per-class - 1 ({args.per_class - 1}), got {k}")
 
     out = Path(args.out)
     videos, lists = out / "videos", out / "lists"
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     for c in CLASSES:
         for name in names[c]:
             encode(render(c, rng, args.frames), videos / c / f"{name}.avi")
-    write_lists(lists, CLASSES, [(c, name, [2 if (j + 3 * (s - 1)) % args.per_class < 3 else 1 for s in (1, 2, 3)])
+    write_lists(lists, CLASSES, [(c, name, [2 if (j + k * (s - 1)) % args.per_class < k else 1 for s in (1, 2, 3)])
                                  for c in CLASSES for j, name in enumerate(names[c])])
     print(f"{len(CLASSES) * args.per_class} videos of {args.frames} frames in {len(CLASSES)} classes -> {out}")
     return 0
