@@ -34,16 +34,17 @@ def render(cls: str, rng: np.random.Generator, n_frames: int, h: int = 128, w: i
     level = rng.uniform(100, 140)
     bg = np.clip(level + rng.normal(0, 3, (h, w, 1)), 0, 255).astype(np.float32)
     objs = [(rng.uniform(0, w), rng.uniform(0, h), rng.uniform(10, 14), level + rng.uniform(70, 100)) for _ in range(5)]
+    # Each object is drawn once around the origin and rolled into place frame by frame: the scene wraps
+    # around its edges, and rounding to whole pixels keeps every frame's shapes identical.
     yy, xx = np.mgrid[0:h, 0:w]
+    ddy, ddx = np.minimum(yy, h - yy), np.minimum(xx, w - xx)
+    sprites = [(ddx ** 2 + ddy ** 2 <= r ** 2) if shape == "Circle" else ((ddx <= r * 0.85) & (ddy <= r * 0.85))
+               for _, _, r, _ in objs]
     frames = np.empty((n_frames, h, w, 3), np.uint8)
     for t in range(n_frames):
         img = bg.copy()
-        for x0, y0, r, colour in objs:
-            cx, cy = (x0 + dx * speed * t) % w, (y0 + dy * speed * t) % h
-            ddx = np.minimum(np.abs(xx - cx), w - np.abs(xx - cx))     # wrap around the edges
-            ddy = np.minimum(np.abs(yy - cy), h - np.abs(yy - cy))
-            mask = (ddx ** 2 + ddy ** 2 <= r ** 2) if shape == "Circle" else ((ddx <= r * 0.85) & (ddy <= r * 0.85))
-            img[mask] = colour
+        for (x0, y0, _, grey), sprite in zip(objs, sprites):
+            img[np.roll(sprite, (round(y0 + dy * speed * t), round(x0 + dx * speed * t)), axis=(0, 1))] = grey
         frames[t] = img.astype(np.uint8)
     return frames
 
