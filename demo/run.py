@@ -5,12 +5,15 @@
 3. pretrain CSTP (tiny backbone, all four losses) with `torchrun --nnodes 1 --nproc_per_node 2`;
 4. retrieval and linear probe for the checkpoint and for `--ckpt none`, and one table.
 
-    python demo/run.py [--out out/demo]
+    python demo/run.py [--out out/demo] [--per-class 20 --test-per-class 5 --frames 80] [section.key=value ...]
+
+Trailing ``section.key=value`` items override the pretraining config (e.g. ``train.epochs=20``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -45,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="out/demo")
     p.add_argument("--config", default="configs/demo.yaml")
+    p.add_argument("--per-class", type=int, default=20, help="videos per class to generate")
+    p.add_argument("--test-per-class", type=int, default=5, help="of which in each split's test list")
+    p.add_argument("--frames", type=int, default=80, help="frames per generated video")
+    p.add_argument("overrides", nargs="*", help="pretraining config overrides, section.key=value")
     args = p.parse_args(argv)
     out = (ROOT / args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -54,12 +61,27 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     from train.config import load_config
 
-    cfg = load_config(str(ROOT / args.config), [f"data.shards={shards}"])
+    try:
+        cfg = load_config(str(ROOT / args.config), [f"data.shards={shards}", *args.overrides])
+    except ValueError as exc:
+        p.error(str(exc))
     m, d = cfg["model"], cfg["data"]
     eval_args = ["--shards", shards, "--clip-len", d["clip_len"], "--crop", 64, "--clips", 10, "--no-progress"]
 
-    if not (data / "lists" / "classInd.txt").exists():
-        step("1/4 generate the dataset", [sys.executable, "demo/make_dataset.py", "--out", data], log)
+    # Generated data is reused when it was made with the same parameters; the shards go with it.
+    # A run's own outputs never are: an old checkpoint would be taken for the new one.
+    params = {"per_class": args.per_class, "test_per_class": args.test_per_class, "frames": args.frames}
+    stamp = data / "params.json"
+    if not (stamp.is_file() and json.loads(stamp.read_text()) == params):
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(shards, ignore_errors=True)
+    for old in (run, ev):
+        shutil.rmtree(old, ignore_errors=True)
+    if not stamp.is_file():
+        step("1/4 generate the dataset", [sys.executable, "demo/make_dataset.py", "--out", data, "--per-class",
+                                          args.per_class, "--test-per-class", args.test_per_class,
+                                          "--frames", args.frames], log)
+        stamp.write_text(json.dumps(params))
     step("2/4 build shards on a Dask LocalCluster",
          [BIN / "dask-submit", "preprocess/build_shards.py", "--dataset", "ucf101", "--videos", data / "videos",
           "--annotations", data / "lists", "--out", shards, "--size", "64x86", "--videos-per-shard", "8",
@@ -67,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     step("3/4 pretrain CSTP with torchrun (1 node, 2 processes)",
          [BIN / "torchrun", "--nnodes", "1", "--nproc_per_node", "2", "--rdzv-backend", "c10d",
           "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "train/pretrain.py", "--config", args.config,
-          f"data.shards={shards}", "--out", run], log)
+          f"data.shards={shards}", *args.overrides, "--out", run], log)
     ckpt = sorted(run.glob("ckpt-*.pt"))[-1]
     rows = {}
     for name, ck in (("random init", "none"), ("CSTP", ckpt)):

@@ -1,7 +1,8 @@
-"""demo/make_dataset.py: a dataset the UCF-101 adapter reads as it reads the real one, whose classes
-move the way their names say."""
+"""The demo: make_dataset.py writes a dataset the UCF-101 adapter reads as it reads the real one, whose
+classes move the way their names say; run.py takes it through every stage to the table."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -48,3 +49,24 @@ def test_demo_classes_move_in_their_direction_at_their_speed(cls):
     speed = SPEEDS["Fast" if cls.endswith("Fast") else "Slow"]
     assert displacement(frames[0], frames[t], still) == 0
     assert abs(displacement(frames[0], frames[t], moving) - speed * t) <= 0.1 * speed * t + 1
+
+
+def test_demo_runner_goes_from_videos_to_the_table(tmp_path):
+    """demo/run.py end to end at a toy size: generation, dask-submit shards, torchrun pretraining,
+    retrieval and linear probe for both models, and the table."""
+    out = tmp_path / "demo"
+    r = subprocess.run([sys.executable, "demo/run.py", "--out", str(out), "--per-class", "3", "--test-per-class", "1",
+                        "--frames", "40", "data.batch_size=2", "train.max_steps=2"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "8 test videos against 16 train videos, 8 classes" in r.stdout
+    rows = json.loads((out / "summary.json").read_text())
+    assert set(rows) == {"random init", "CSTP"}
+    for v in rows.values():
+        assert set(v) == {"R@1", "R@5", "R@10", "top-1"} and all(0 <= x <= 1 for x in v.values())
+        assert v["R@1"] <= v["R@5"] <= v["R@10"]
+    for name, v in rows.items():      # the printed table is the summary's figures
+        assert f"{name:12s} " + " ".join(f"{100 * v[k]:6.1f}" for k in ("R@1", "R@5", "R@10", "top-1")) in r.stdout
+    assert ("CSTP beats" in r.stdout) == (rows["CSTP"]["R@1"] > rows["random init"]["R@1"])
+    assert [p.name for p in (out / "run").glob("ckpt-*.pt")] == ["ckpt-00000002.pt"]
+    assert "step 2" in json.loads((out / "eval" / "cstp" / "retrieval.json").read_text())["model"]
+    assert (out / "eval" / "cstp" / "retrieval.png").stat().st_size > 0
