@@ -80,25 +80,37 @@ def test_moco_queue_holds_both_ranks_keys():
     assert torch.allclose(q0, expect) and torch.allclose(q1, expect)
 
 
+def _bn_case():
+    """A batch whose samples differ in scale, and an upstream gradient that is not constant per channel
+    (a constant one would make the input gradient vanish and test nothing)."""
+    x, _ = _data(3, n=8, d=5)
+    x = x.view(8, 5, 1, 1, 1).repeat(1, 1, 2, 2, 2) * (torch.arange(8.0).view(8, 1, 1, 1, 1) + 1)
+    x = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(6))
+    return x, g
+
+
 def bn_rank(rank):
     from train.sync_bn import GlobalBatchNorm
 
-    x, _ = _data(3, n=8, d=5)
-    x = x.view(8, 5, 1, 1, 1).repeat(1, 1, 2, 2, 2) * (torch.arange(8.0).view(8, 1, 1, 1, 1) + 1)
+    x, g = _bn_case()
     bn = GlobalBatchNorm(5)
-    part = x[rank * 4:(rank + 1) * 4].clone()
+    part = x[rank * 4:(rank + 1) * 4].clone().requires_grad_()
     y = bn(part)
-    (y * torch.arange(1.0, 6.0).view(1, 5, 1, 1, 1)).sum().backward()
-    return y.detach(), bn.weight.grad.clone(), bn.running_mean.clone()
+    (y * g[rank * 4:(rank + 1) * 4]).sum().backward()
+    return y.detach(), bn.weight.grad.clone(), bn.bias.grad.clone(), part.grad.clone(), bn.running_mean.clone(), bn.running_var.clone()
 
 
 def test_global_batch_norm_spans_both_ranks():
     res = on_two_ranks(bn_rank)
-    x, _ = _data(3, n=8, d=5)
-    x = x.view(8, 5, 1, 1, 1).repeat(1, 1, 2, 2, 2) * (torch.arange(8.0).view(8, 1, 1, 1, 1) + 1)
+    x, g = _bn_case()
+    x.requires_grad_()
     bn = torch.nn.BatchNorm3d(5)
     y = bn(x)
-    (y * torch.arange(1.0, 6.0).view(1, 5, 1, 1, 1)).sum().backward()
+    (y * g).sum().backward()
     assert torch.allclose(torch.cat([res[0][0], res[1][0]]), y, atol=1e-5)
     assert torch.allclose(res[0][1] + res[1][1], bn.weight.grad, atol=1e-4)
-    assert torch.allclose(res[0][2], bn.running_mean, atol=1e-5)
+    assert torch.allclose(res[0][2] + res[1][2], bn.bias.grad, atol=1e-4)
+    assert torch.allclose(torch.cat([res[0][3], res[1][3]]), x.grad, atol=1e-5)
+    assert torch.allclose(res[0][4], bn.running_mean, atol=1e-5)
+    assert torch.allclose(res[0][5], bn.running_var, atol=1e-4)

@@ -33,17 +33,23 @@ class GlobalBatchNorm(_BatchNorm):
         c = x.shape[1]
         n = stats[-1]
         mean = stats[:c] / n
-        var = stats[c:2 * c] / n - mean * mean
+        var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)     # rounding can dip below 0
         if self.track_running_stats:
             with torch.no_grad():
                 m = self.momentum if self.momentum is not None else 0.1
                 self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
                 self.running_var.mul_(1 - m).add_(var.detach() * n / max(n - 1, 1), alpha=m)
                 self.num_batches_tracked += 1
-        shape = [1, c] + [1] * (x.dim() - 2)
-        y = (xf - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        # Folded into one per-channel scale and shift, so the full-size tensor sees a single fused
+        # multiply-add (the step's cost on CPU) while gradients still reach the statistics.
+        scale = torch.rsqrt(var + self.eps)
         if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
+            scale = scale * self.weight
+        shift = -mean * scale
+        if self.affine:
+            shift = shift + self.bias
+        shape = [1, c] + [1] * (x.dim() - 2)
+        y = torch.addcmul(shift.view(shape), xf, scale.view(shape))
         return y.to(x.dtype)
 
 
