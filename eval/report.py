@@ -31,7 +31,7 @@ def retrieval_figure(path: str | Path, reader, queries: list[int], top: np.ndarr
 
     idx = reader.index
     h, w = int(idx.attrs["height"]), int(idx.attrs["width"])
-    pad, text_h = 6, 16
+    pad, text_h = 6, 28          # two caption lines: the tag, then the class name
     cols = 1 + min(3, top.shape[1])
     img = Image.new("RGB", (cols * (w + pad) + pad, len(queries) * (h + text_h + pad) + pad), "white")
     draw = ImageDraw.Draw(img)
@@ -47,6 +47,9 @@ def retrieval_figure(path: str | Path, reader, queries: list[int], top: np.ndarr
                 colour = (0, 160, 0) if int(idx.label[row]) == q_label else (200, 0, 0)
                 draw.rectangle([x, y, x + w - 1, y + h - 1], outline=colour, width=3)
             name = classes[int(idx.label[row])] if int(idx.label[row]) >= 0 else "?"
-            draw.text((x, y + h + 2), f"{tag}: {name}"[:28], fill="black")
+            while len(name) > 1 and draw.textlength(name) > w:     # small frames: cut, never overlap
+                name = name[:-1]
+            draw.text((x, y + h + 2), tag, fill="black")
+            draw.text((x, y + h + 14), name, fill="black")
     img.save(path)
     return Path(path)
