@@ -12,10 +12,18 @@ OUT ?= out
 
 .PHONY: setup demo shards-demo test bench clean
 
-$(BIN)/.installed: pyproject.toml
+# CPU=1: take torch and torchvision from PyTorch's CPU-only index first (no CUDA libraries, which
+# are most of the default environment); the versions are still those of constraints.txt.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+ifeq ($(CPU),1)
+	$(BIN)/python -m pip install -q --index-url $(TORCH_CPU_INDEX) \
+		"torch==$$(sed -n 's/^torch==//p' constraints.txt)" "torchvision==$$(sed -n 's/^torchvision==//p' constraints.txt)"
+endif
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 setup: $(BIN)/.installed
