@@ -10,8 +10,7 @@ import torch.nn.functional as F
 from shards.augment import MEAN, STD
 from shards.clips import center_box, clip_from_frames
 from shards.random_access import FrameReader, evenly_spaced_clips
-from train.backbones import build_backbone
-from train.checkpoint import CheckpointError, load_checkpoint
+from train.checkpoint import load_backbone  # noqa: F401 - the eval scripts' entry to checkpoints
 
 POOLS = {
     # global average over time and space
@@ -33,27 +32,6 @@ def add_model_args(p, shards_required: bool = True) -> None:
     p.add_argument("--out", default="runs/eval", help="folder for the results")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
-
-
-def load_backbone(ckpt: str, backbone: str = "r21d_10", width: float = 1.0, seed: int = 0):
-    """(backbone, description). ``ckpt='none'``: a randomly initialised ``backbone`` (the baseline)."""
-    if ckpt == "none":
-        torch.manual_seed(seed)
-        return build_backbone(backbone, width), f"random init ({backbone}, width {width}, seed {seed})"
-    ck = load_checkpoint(ckpt)
-    m = ck["config"].get("model", {}) if isinstance(ck["config"], dict) else {}
-    try:
-        bb = build_backbone(m["backbone"], m.get("width", 1.0))
-    except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"{ckpt}: its config names no known backbone ({exc})") from None
-    state = ck["backbone"]
-    target = bb.net if hasattr(bb, "net") and not any(k.startswith("net.") for k in state) else bb
-    try:
-        target.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{ckpt}: its backbone weights do not fit {m['backbone']} "
-                              f"(width {m.get('width', 1.0)}): {str(exc).splitlines()[0]}") from None
-    return bb, f"{ckpt} (step {ck.get('step')}, {m['backbone']} width {m.get('width', 1.0)})"
 
 
 def video_clips(reader: FrameReader, row: int, n_clips: int, clip_len: int, crop: int) -> torch.Tensor:

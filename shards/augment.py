@@ -123,3 +123,10 @@ def augment(clips: torch.Tensor, cfg: AugmentConfig = AugmentConfig(),
         std = torch.tensor(STD, device=dev).view(1, 3, 1, 1, 1)
         x = (x - mean) / std
     return x
+
+
+def augment_pair(batch: dict, cfg: AugmentConfig = AugmentConfig(),
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two training views of a loader batch already on the device: (x1, x2), each float
+    [B, C, T, H, W]. ``batch`` holds ``clip1``, ``clip2`` (uint8) and the labels ``rot1``, ``rot2``."""
+    return augment(batch["clip1"], cfg, generator), augment(batch["clip2"], cfg, generator)

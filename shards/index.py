@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .format import FORMAT_VERSION, INDEX_NAME, STATUS_MISSING, STATUS_OK, unique_keys
+from .errors import InputError
 
 _STR = np.dtypes.StringDType()
 
@@ -24,7 +25,7 @@ VIDEO_ARRAYS = {
 REQUIRED_ATTRS = ("format_version", "dataset", "fps", "height", "width", "classes", "splits", "shards")
 
 
-class IndexError_(ValueError):
+class IndexError_(InputError, ValueError):
     """The index is missing, unreadable or of another format version."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from typing import BinaryIO
 
+from .errors import InputError
+
 
 def is_url(location: str) -> bool:
     return "://" in str(location) and not str(location).startswith("file://")
@@ -14,11 +16,11 @@ def join(base: str, name: str) -> str:
     return base.rstrip("/") + "/" + name if is_url(base) else os.path.join(base, name)
 
 
-class SourceError(OSError):
+class SourceError(InputError, OSError):
     """A shard or index that cannot be read; the message names it."""
 
 
-def open_stream(location: str) -> BinaryIO:
+def open_stream(location: str, timeout: float = 60.0, retries: int = 3) -> BinaryIO:
     """A file object read front to back (a plain GET for URLs: no range support needed)."""
     if not is_url(location):
         try:
@@ -38,7 +40,7 @@ def open_stream(location: str) -> BinaryIO:
 class RangeReader:
     """Byte ranges of one file: os.pread locally, HTTP Range requests for URLs."""
 
-    def __init__(self, location: str):
+    def __init__(self, location: str, timeout: float = 60.0, retries: int = 3):
         self.location = location
         self._fd = None
         self._fs = None

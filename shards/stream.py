@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .clips import clip_from_frames, decode_jpegs
+from .errors import RunFailed
 from .index import ShardIndex, read_index
 from .sampling import PairConfig, PairSample, min_frames, sample_pair
 from .random_access import FrameMismatch, fetch_frames
@@ -33,7 +34,7 @@ from .sources import RangeReader, SourceError, is_url, join, open_stream
 from .tar_stream import iter_members
 
 
-class ShardDataError(RuntimeError):
+class ShardDataError(RunFailed):
     """A shard that is truncated or disagrees with the index; the message names shard and video."""
 
 
@@ -48,6 +49,9 @@ class StreamConfig:
     out_size: tuple[int, int] = (112, 112)
     pair: PairConfig = PairConfig()
     skip_errors: bool = False         # skip (and count) broken shards and samples instead of raising
+    max_skip_fraction: float = 0.01   # with skip_errors: stop once more than this fraction of an epoch is skipped
+    io_timeout: float = 60.0          # seconds allowed per remote read
+    io_retries: int = 3               # retries of a transient remote error, with backoff
 
 
 def dist_env() -> tuple[int, int]:
@@ -370,6 +374,12 @@ class PairLoader:
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
             self.epoch, self.delivered = epoch, 0
+
+    def epoch_summary(self) -> dict:
+        """What the log records per epoch: videos in the split, videos delivered, samples skipped."""
+        ds = self.dataset
+        return {"videos_in_split": len(ds.rows), "videos_delivered": len(self) * ds.cfg.batch_size,
+                "samples_skipped": len(ds.errors)}
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "delivered": self.delivered, "seed": self.dataset.cfg.seed}

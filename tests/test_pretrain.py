@@ -21,7 +21,7 @@ TINY = str(ROOT / "configs" / "tiny_cpu.yaml")
 
 
 def run(shards, out, *extra):
-    return pretrain(["--config", TINY, f"data.shards={shards}", "data.batch_size=2", "train.tensorboard=false",
+    return pretrain(["--config", TINY, f"data.shards={shards}", "data.split=all", "data.batch_size=2", "train.tensorboard=false",
                      "--out", str(out), *extra])
 
 
@@ -46,7 +46,7 @@ def test_a_run_logs_every_term_and_writes_the_checkpoint_contract(real_ucf_shard
 
 def run_process(shards, out, *extra):
     """pretrain.py as its own process, as users run it (and with the same numerics each time)."""
-    return subprocess.run([sys.executable, "train/pretrain.py", "--config", TINY, f"data.shards={shards}",
+    return subprocess.run([sys.executable, "train/pretrain.py", "--config", TINY, f"data.shards={shards}", "data.split=all",
                            "data.batch_size=2", "train.tensorboard=false", "--out", str(out), *extra],
                           cwd=ROOT, capture_output=True, text=True)
 
@@ -136,7 +136,7 @@ def test_two_torchrun_nodes_train_together(real_ucf_shards, tmp_path):
     out = tmp_path / "ddp"
     common = ["--nnodes", "2", "--nproc_per_node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",
               f"127.0.0.1:{port}", "--rdzv-id", "cstp-test"]
-    script = ["train/pretrain.py", "--config", TINY, f"data.shards={real_ucf_shards}", "data.batch_size=2",
+    script = ["train/pretrain.py", "--config", TINY, f"data.shards={real_ucf_shards}", "data.split=all", "data.batch_size=2",
               "train.tensorboard=false", "train.max_steps=3", "--out", str(out)]
     torchrun = str(Path(sys.executable).parent / "torchrun")
     nodes = [subprocess.Popen([torchrun, *common, *script], cwd=ROOT, stdout=subprocess.PIPE,

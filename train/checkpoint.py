@@ -13,12 +13,16 @@ from pathlib import Path
 
 import torch
 
+from shards.errors import InputError
+
+from .backbones import build_backbone
+
 FORMAT_VERSION = 1
 KEYS = ("format_version", "config", "step", "epoch", "backbone", "model", "optimizer", "scheduler", "scaler", "rng", "loader")
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError, ValueError):
     pass
 
 
@@ -87,3 +91,24 @@ def find_resume(folder: str | Path) -> tuple[Path, dict] | None:
 def prune(folder: str | Path, keep: int) -> None:
     for p in list_checkpoints(folder)[:-keep] if keep > 0 else []:
         p.unlink(missing_ok=True)
+
+
+def load_backbone(ckpt: str, backbone: str = "r21d_10", width: float = 1.0, seed: int = 0):
+    """(backbone, description). ``ckpt='none'``: a randomly initialised ``backbone`` (the baseline)."""
+    if ckpt == "none":
+        torch.manual_seed(seed)
+        return build_backbone(backbone, width), f"random init ({backbone}, width {width}, seed {seed})"
+    ck = load_checkpoint(ckpt)
+    m = ck["config"].get("model", {}) if isinstance(ck["config"], dict) else {}
+    try:
+        bb = build_backbone(m["backbone"], m.get("width", 1.0))
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{ckpt}: its config names no known backbone ({exc})") from None
+    state = ck["backbone"]
+    target = bb.net if hasattr(bb, "net") and not any(k.startswith("net.") for k in state) else bb
+    try:
+        target.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{ckpt}: its backbone weights do not fit {m['backbone']} "
+                              f"(width {m.get('width', 1.0)}): {str(exc).splitlines()[0]}") from None
+    return bb, f"{ckpt} (step {ck.get('step')}, {m['backbone']} width {m.get('width', 1.0)})"

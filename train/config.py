@@ -10,10 +10,12 @@ from pathlib import Path
 
 import yaml
 
+from shards.errors import InputError
+
 DEFAULTS: dict = {
     "data": {
         "shards": None,               # shard set folder or URL (required)
-        "split": None,                # e.g. "1": train on that split's train videos; None: all ok videos
+        "split": "1",                 # train on that split's train videos; "all": every ok video
         "batch_size": 8,              # per rank
         "num_workers": 4,
         "clip_len": 16,
@@ -24,6 +26,9 @@ DEFAULTS: dict = {
         "area_range": [0.1, 0.35],
         "shuffle_buffer": 32,
         "skip_errors": False,
+        "max_skip_fraction": 0.01,    # with skip_errors: stop once more than this fraction of an epoch is skipped
+        "io_timeout": 60.0,           # seconds per remote read
+        "io_retries": 3,              # retries of transient remote errors
     },
     "model": {
         "backbone": "r21d_10",
@@ -59,11 +64,14 @@ DEFAULTS: dict = {
         "keep_ckpts": 3,
         "out": "runs/cstp",
         "tensorboard": True,
+        "compile": None,              # torch.compile the model; None: on where CUDA is used
+        "channels_last": None,        # channels_last_3d memory format; None: on where CUDA is used
+        "max_bad_steps": 0,           # non-finite steps skipped before the run stops (0: stop at the first)
     },
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     pass
 
 
@@ -125,3 +133,7 @@ def validate(cfg: dict) -> None:
     l = cfg["loss"]
     if all(l[k] <= 0 for k in ("contrastive", "rate", "rotation", "overlap")):
         raise ConfigError("every loss term is off; enable at least one of loss.contrastive/rate/rotation/overlap")
+
+
+def require_pretraining(cfg: dict, source: str | None = None) -> None:
+    """Refuse a config that describes no pretraining (e.g. an ablation row trained from scratch)."""

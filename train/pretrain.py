@@ -43,9 +43,11 @@ def make_loader(cfg: dict, rank: int, world: int):
     pair = PairConfig(clip_len=d["clip_len"], rates=tuple(d["rates"]), rotations=tuple(d["rotations"]),
                       temporal_overlaps=overlap_candidates(d["n_overlaps"]),
                       spatial_overlaps=overlap_candidates(d["n_overlaps"]), area_range=tuple(d["area_range"]))
-    sc = StreamConfig(d["shards"], batch_size=d["batch_size"], split=None if d["split"] is None else str(d["split"]),
+    split = None if str(d["split"]) == "all" else str(d["split"])
+    sc = StreamConfig(d["shards"], batch_size=d["batch_size"], split=split,
                       seed=cfg["train"]["seed"], shuffle_buffer=d["shuffle_buffer"], out_size=(d["out_size"], d["out_size"]),
-                      pair=pair, skip_errors=d["skip_errors"])
+                      pair=pair, skip_errors=d["skip_errors"], max_skip_fraction=d["max_skip_fraction"],
+                      io_timeout=d["io_timeout"], io_retries=d["io_retries"])
     return PairLoader(sc, num_workers=d["num_workers"], rank=rank, world_size=world)
 
 
@@ -55,10 +57,10 @@ def export_backbone(model, cfg: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from shards.augment import AugmentConfig, augment
+    from shards.augment import AugmentConfig, augment_pair
     from train import ddp as D
     from train.checkpoint import checkpoint_name, find_resume, load_checkpoint, prune, save_checkpoint, FORMAT_VERSION
-    from train.config import ConfigError, load_config
+    from train.config import ConfigError, load_config, require_pretraining
     from train.model import CSTPModel
     from train.optim import build_optimizer
     from train.sync_bn import convert_sync_bn
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as exc:
         print(f"pretrain: {exc}", file=sys.stderr)
         return 2
+    require_pretraining(cfg, args.config)
     if args.out:
         cfg["train"]["out"] = args.out
     tcfg = cfg["train"]
@@ -144,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             clips = {k: batch[k].to(device, non_blocking=True) for k in ("clip1", "clip2")}
             labels = {k: batch[k].to(device) for k in ("rate", "rot1", "rot2", "overlap_s", "overlap_t")}
             gen = torch.Generator(device=device).manual_seed(seed_for(tcfg["seed"], step, rank))
-            x1 = augment(clips["clip1"], aug, gen)
-            x2 = augment(clips["clip2"], aug, gen)
+            x1, x2 = augment_pair({**clips, "rot1": labels["rot1"], "rot2": labels["rot2"]}, aug, gen)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and tcfg["bf16"]):
                 loss, parts, accs = net(x1, x2, labels)
             opt.zero_grad(set_to_none=True)
