@@ -92,13 +92,17 @@ class Faults:
     statuses: list[int] = dataclasses.field(default_factory=list)  # answers (no body) to the first requests, any method
     stall_s: float = 0.0          # pause before answering each of the first ``stall_gets`` GETs
     stall_gets: int = 0
-    reset_after: int | None = None  # reset the connection after this many body bytes of the first ``reset_gets`` GETs
-    reset_gets: int = 0
+    cut_after: int | None = None  # close the connection after this many body bytes of the first ``cut_gets`` GETs
+    cut_gets: int = 0
+    cut_rst: bool = False         # close with a TCP reset (the client may lose bytes in flight), not a FIN
+    cut_delay: float = 0.0        # pause before the cut (aiohttp drops bytes it holds unread when a body breaks;
+                                  # a pause lets a reader take them all, so it resumes at ``cut_after`` exactly)
     chunk: int | None = None      # send bodies in pieces of this many bytes ...
     chunk_delay: float = 0.0      # ... with this pause after each (a slow link: the client sees short reads)
     ranges: bool = True           # honour `Range: bytes=a-b` / `bytes=a-`
+    only: str = ""                # misbehave only for paths that contain this (e.g. ".tar": not the index)
     requests: list = dataclasses.field(default_factory=list)   # (method, path, Range header)
-    gets: int = 0
+    gets: int = 0                 # GETs of faulty paths so far
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
@@ -119,11 +123,12 @@ class _FaultyHandler(http.server.SimpleHTTPRequestHandler):
     def _answer(self, body: bool):
         f = self.faults
         rng = self.headers.get("Range")
+        faulty = f.only in self.path
         with f.lock:
-            n = len(f.requests)
+            n = len(f.requests) if faulty else len(f.statuses)
             f.requests.append((self.command, self.path, rng))
-            get = f.gets
-            f.gets += body
+            get = f.gets if faulty else max(f.stall_gets, f.cut_gets)
+            f.gets += body and faulty
         if n < len(f.statuses):
             self.send_error(f.statuses[n])
             return
@@ -149,17 +154,21 @@ class _FaultyHandler(http.server.SimpleHTTPRequestHandler):
         if not body:
             return
         payload = data[start: end + 1]
-        reset = f.reset_after is not None and get < f.reset_gets
-        if reset:
-            payload = payload[: f.reset_after]
+        cut = f.cut_after is not None and get < f.cut_gets
+        if cut:
+            payload = payload[: f.cut_after]
         step = f.chunk or max(1, len(payload))
         for i in range(0, len(payload), step):
             self.wfile.write(payload[i: i + step])
             if f.chunk_delay:
                 time.sleep(f.chunk_delay)
-        if reset:
-            # SO_LINGER 0: close() sends RST, the client sees "connection reset by peer" mid-body
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if cut:
+            time.sleep(f.cut_delay)
+            if f.cut_rst:   # SO_LINGER 0: close() sends RST, "connection reset by peer"
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:           # everything sent arrives, then the body ends short of its Content-Length
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_WR)
             self.connection.close()
             self.close_connection = True
 
