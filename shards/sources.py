@@ -110,7 +110,7 @@ def _connection_errors() -> tuple[type, ...]:
     return (ConnectionError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
 
 
-def describe(exc: BaseException, location: str, timeout: float) -> tuple[bool, str]:
+def describe(exc: BaseException, location: str, timeout: float | None = None) -> tuple[bool, str]:
     """(transient, one-line message naming ``location`` and the cause) for a failed remote call."""
     status = _http_status(exc)
     if status is not None and status[0] != 404:
@@ -120,6 +120,8 @@ def describe(exc: BaseException, location: str, timeout: float) -> tuple[bool, s
         http = protocol(location) in ("http", "https")
         return False, f"shard not found{' (HTTP 404)' if http else ''}: {location}"
     if isinstance(exc, TimeoutError):
+        if timeout is None:
+            return True, f"cannot read {location}: timed out"
         return True, (f"cannot read {location}: no data within the {timeout:g} s I/O timeout "
                       "(raise it with data.io_timeout)")
     if isinstance(exc, _connection_errors()):

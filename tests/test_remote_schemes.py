@@ -73,3 +73,11 @@ def test_streaming_over_a_flaky_slow_server_gives_the_local_batches(real_ucf_sha
         got = loader_batches(url)
     assert_same_batches(got, loader_batches(str(real_ucf_shards)))
     assert sum(1 for m, p, r in faults.requests if m == "GET" and r and p.endswith(".tar")) == 1   # resumed by a Range request
+
+
+def test_an_index_behind_a_failing_server_is_named_with_its_status(real_ucf_shards):
+    from shards.index import IndexError_
+
+    with faulty_http_server(real_ucf_shards, Faults(statuses=[500] * 50)) as url:
+        with pytest.raises(IndexError_, match=rf"cannot read {url}/index.zarr: HTTP 500 Internal Server Error$"):
+            read_index(url)
