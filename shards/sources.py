@@ -90,15 +90,19 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _unwrap(exc: BaseException) -> BaseException:
+    """The failure behind ``exc``: fsspec's HTTP ``info`` turns any failed HEAD/GET (a 500, a refused
+    connection) into a FileNotFoundError, keeping the real error as its cause."""
+    cause = exc.__cause__ if isinstance(exc, FileNotFoundError) else None
+    if cause is not None and (_http_status(cause) or isinstance(cause, (TimeoutError, *_connection_errors()))):
+        return cause
+    return exc
+
+
 def _http_status(exc: BaseException) -> tuple[int, str] | None:
-    """The HTTP status behind ``exc``: fsspec turns any failed HEAD/GET of ``info`` into a
-    FileNotFoundError (even a 500), keeping aiohttp's ClientResponseError as its cause."""
-    seen = 0
-    while exc is not None and seen < 8:
-        status = getattr(exc, "status", None)
-        if isinstance(status, int) and hasattr(exc, "request_info"):
-            return status, str(getattr(exc, "message", "") or "")
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and hasattr(exc, "request_info"):   # aiohttp's ClientResponseError
+        return status, str(getattr(exc, "message", "") or "")
     return None
 
 
@@ -112,6 +116,7 @@ def _connection_errors() -> tuple[type, ...]:
 
 def describe(exc: BaseException, location: str, timeout: float | None = None) -> tuple[bool, str]:
     """(transient, one-line message naming ``location`` and the cause) for a failed remote call."""
+    exc = _unwrap(exc)
     status = _http_status(exc)
     if status is not None and status[0] != 404:
         code, reason = status

@@ -11,7 +11,7 @@ import pytest
 from shards import sources
 from shards.sources import RangeReader, SourceError, open_stream, retrying
 from shards.tar_stream import iter_members
-from tests.servers import Faults, faulty_http_server, range_http_server
+from tests.servers import Faults, faulty_http_server, free_port, range_http_server
 
 FAST = 0.001   # backoff in these tests
 
@@ -232,3 +232,10 @@ def test_a_stream_that_keeps_breaking_gives_up_naming_the_url(site):
             with open_stream(url, retries=2, backoff=FAST) as f:
                 f.read()
         one_line_naming(e, url)
+
+
+def test_a_refused_connection_is_not_taken_for_a_missing_file():
+    url = f"http://127.0.0.1:{free_port()}/a.tar"        # nothing listens there
+    with pytest.raises(SourceError, match=r"connection failed: ClientConnectorError.*\(gave up after 2 attempts\)") as e:
+        open_stream(url, retries=1, backoff=FAST)
+    assert "not found" not in one_line_naming(e, url)
