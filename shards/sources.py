@@ -69,7 +69,7 @@ def protocol(location: str) -> str:
 
 
 def storage_options(location: str, timeout: float) -> dict:
-    """fsspec storage options for ``location`` (zarr takes the same ones for the index)."""
+    """The fsspec storage options that give ``location``'s backend the I/O timeout."""
     make = TIMEOUT_OPTIONS.get(protocol(location))
     return make(timeout) if make else {}
 
@@ -181,12 +181,12 @@ class RemoteStream(io.RawIOBase):
 
     def __init__(self, location: str, timeout: float = 60.0, retries: int = 3, backoff: float | None = None):
         super().__init__()
+        self._f = None
         self.location, self.timeout, self.retries, self.backoff = location, timeout, retries, backoff
         self.fs, self.path = filesystem(location, timeout)
         self._opener = STREAM_OPENERS.get(protocol(location), _open_buffered_at)
         self.pos = 0
         self.reopened = 0          # resumes after a broken connection, for tests and logs
-        self._f = None
         self._retry(self._ensure_open)
 
     def _retry(self, fn):
