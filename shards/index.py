@@ -14,6 +14,7 @@ import numpy as np
 
 from .format import FORMAT_VERSION, INDEX_NAME, STATUS_MISSING, STATUS_OK, unique_keys
 from .errors import InputError
+from .sources import describe
 
 _STR = np.dtypes.StringDType()
 
@@ -173,6 +174,8 @@ def read_index(shard_dir: str | Path) -> ShardIndex:
         raise IndexError_(f"no shard index at {loc}: build shards first (preprocess/build_shards.py)") from exc
     except (KeyError, ValueError, OSError) as exc:
         raise IndexError_(f"cannot read the shard index at {loc}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - remote stores raise their own kinds (an HTTP status, ...)
+        raise IndexError_(f"shard index: {describe(exc, loc)[1]}") from exc
     if attrs.get("format_version") != FORMAT_VERSION:
         raise IndexError_(f"{loc} has format_version {attrs.get('format_version')!r}; this reader knows {FORMAT_VERSION}")
     return ShardIndex(attrs=attrs, **data)

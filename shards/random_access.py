@@ -1,7 +1,8 @@
 """Any frames of any video through the index's byte offsets, without reading a shard through.
 
 Frames of one video are consecutive tar members, so a run of consecutive frame numbers is fetched
-with one ranged read (local ``pread`` or an HTTP Range request) and sliced by the index's offsets.
+with one ranged read (local ``pread``, or a byte range of any URL fsspec reads: http(s), s3, gs,
+memory...) and sliced by the index's offsets; a video's runs go out as one batch of ranges.
 Evaluation uses it for evenly spaced clips per video.
 """
 from __future__ import annotations
@@ -32,17 +33,19 @@ class FrameMismatch(ValueError):
     """A tar member where the index puts a frame is not that frame (wrong name or size)."""
 
 
-def fetch_frames(read, key: str, offsets: np.ndarray, sizes: np.ndarray, frames) -> dict[int, bytes]:
-    """{frame: JPEG bytes} for ``frames`` of the video ``key``, one ``read(start, end)`` per run.
+def fetch_frames(read, key: str, offsets: np.ndarray, sizes: np.ndarray, frames, read_many=None) -> dict[int, bytes]:
+    """{frame: JPEG bytes} for ``frames`` of the video ``key``, one ``read(start, end)`` per run
+    (or one ``read_many([(start, end), ...])`` for all runs, where given).
 
     Each run is read from the header block of its first frame, so every frame's 512-byte tar header
     lies inside the buffer and is checked (name, size, checksum): a shard that disagrees with its
     index fails here instead of handing out the wrong pixels.
     """
     out: dict[int, bytes] = {}
-    for a, b in runs(frames):
-        start, end = int(offsets[a]) - BLOCK, int(offsets[b] + sizes[b])
-        blob = read(start, end)
+    spans = runs(frames)
+    ranges = [(int(offsets[a]) - BLOCK, int(offsets[b] + sizes[b])) for a, b in spans]
+    blobs = read_many(ranges) if read_many is not None else [read(s, e) for s, e in ranges]
+    for (a, b), (start, _), blob in zip(spans, ranges, blobs):
         for f in range(a, b + 1):
             at = int(offsets[f]) - start
             hdr = blob[at - BLOCK: at]
@@ -57,18 +60,22 @@ def fetch_frames(read, key: str, offsets: np.ndarray, sizes: np.ndarray, frames)
 
 
 class FrameReader:
-    def __init__(self, shards: str, index: ShardIndex | None = None, max_open: int = 16):
+    """Frames by row and frame number; ``timeout`` and ``retries`` apply to each remote read."""
+
+    def __init__(self, shards: str, index: ShardIndex | None = None, max_open: int = 16,
+                 timeout: float = 60.0, retries: int = 3):
         self.location = str(shards)
+        self.timeout, self.retries = timeout, retries
         self.index = index if index is not None else read_index(shards)
         self._open: OrderedDict[int, RangeReader] = OrderedDict()
         self.max_open = max_open
-        self.reads = 0  # ranged reads issued, for tests and benchmarks
+        self.reads = 0  # byte ranges read, for tests and benchmarks
         self.keys = self.index.keys()
 
     def _reader(self, shard: int) -> RangeReader:
         r = self._open.pop(shard, None)
         if r is None:
-            r = RangeReader(join(self.location, self.index.shards[shard]))
+            r = RangeReader(join(self.location, self.index.shards[shard]), timeout=self.timeout, retries=self.retries)
         self._open[shard] = r
         while len(self._open) > self.max_open:
             self._open.popitem(last=False)[1].close()
@@ -85,11 +92,11 @@ class FrameReader:
         offs, sizes = self.index.frames_of(row)
         reader = self._reader(int(self.index.shard[row]))
 
-        def read(start, end):
-            self.reads += 1
-            return reader.read(start, end)
+        def read_many(ranges):
+            self.reads += len(ranges)
+            return reader.read_many(ranges)
 
-        got = fetch_frames(read, self.keys[row], offs, sizes, frames)
+        got = fetch_frames(reader.read, self.keys[row], offs, sizes, frames, read_many=read_many)
         return [got[int(f)] for f in frames]
 
     def read_frames(self, row: int, frames) -> np.ndarray:

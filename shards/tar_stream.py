@@ -25,8 +25,24 @@ def _octal(field: bytes) -> int:
     return int(text, 8) if text else 0
 
 
-def _read_exact(f: BinaryIO, n: int, offset: int) -> bytes:
+def _read_full(f: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes, fewer only at the end: a raw stream or socket may return short reads."""
     data = f.read(n)
+    if len(data) in (0, n):
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        more = f.read(n - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def _read_exact(f: BinaryIO, n: int, offset: int) -> bytes:
+    data = _read_full(f, n)
     if len(data) != n:
         raise TarFormatError(f"truncated tar: wanted {n} bytes at byte {offset}, got {len(data)}")
     return data
@@ -54,7 +70,7 @@ def iter_members(f: BinaryIO, want: Callable[[str], bool], seekable: bool = Fals
     offset = 0
     long_name = None
     while True:
-        hdr = f.read(BLOCK)
+        hdr = _read_full(f, BLOCK)
         if not hdr:
             raise TarFormatError(f"truncated tar: no end-of-archive marker after byte {offset}")
         if len(hdr) < BLOCK:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import http.server
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -74,6 +76,113 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
 def range_http_server(directory):
     handler = functools.partial(_RangeHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclasses.dataclass
+class Faults:
+    """What a faulty server gets wrong. Counters are per server; ``requests`` logs every request."""
+
+    statuses: list[int] = dataclasses.field(default_factory=list)  # answers (no body) to the first requests, any method
+    stall_s: float = 0.0          # pause before answering each of the first ``stall_gets`` GETs
+    stall_gets: int = 0
+    cut_after: int | None = None  # close the connection after this many body bytes of the first ``cut_gets`` GETs
+    cut_gets: int = 0
+    cut_rst: bool = False         # close with a TCP reset (the client may lose bytes in flight), not a FIN
+    cut_delay: float = 0.0        # pause before the cut (aiohttp drops bytes it holds unread when a body breaks;
+                                  # a pause lets a reader take them all, so it resumes at ``cut_after`` exactly)
+    chunk: int | None = None      # send bodies in pieces of this many bytes ...
+    chunk_delay: float = 0.0      # ... with this pause after each (a slow link: the client sees short reads)
+    ranges: bool = True           # honour `Range: bytes=a-b` / `bytes=a-`
+    only: str = ""                # misbehave only for paths that contain this (e.g. ".tar": not the index)
+    requests: list = dataclasses.field(default_factory=list)   # (method, path, Range header)
+    gets: int = 0                 # GETs of faulty paths so far
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+class _FaultyHandler(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *args, faults: Faults, **kw):
+        self.faults = faults
+        super().__init__(*args, **kw)
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self._answer(body=True)
+
+    def do_HEAD(self):
+        self._answer(body=False)
+
+    def _answer(self, body: bool):
+        f = self.faults
+        rng = self.headers.get("Range")
+        faulty = f.only in self.path
+        with f.lock:
+            n = len(f.requests) if faulty else len(f.statuses)
+            f.requests.append((self.command, self.path, rng))
+            get = f.gets if faulty else max(f.stall_gets, f.cut_gets)
+            f.gets += body and faulty
+        if n < len(f.statuses):
+            self.send_error(f.statuses[n])
+            return
+        path = self.translate_path(self.path)
+        if not os.path.isfile(path):
+            self.send_error(404)
+            return
+        with open(path, "rb") as fh:
+            data = fh.read()
+        start, end, code = 0, len(data) - 1, 200
+        if rng and f.ranges:
+            a, b = rng.replace("bytes=", "").split("-")
+            start, end, code = int(a), min(int(b), len(data) - 1) if b else len(data) - 1, 206
+        if body and get < f.stall_gets:
+            time.sleep(f.stall_s)
+        self.send_response(code)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes" if f.ranges else "none")
+        if code == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        self.end_headers()
+        if not body:
+            return
+        payload = data[start: end + 1]
+        cut = f.cut_after is not None and get < f.cut_gets
+        if cut:
+            payload = payload[: f.cut_after]
+        step = f.chunk or max(1, len(payload))
+        for i in range(0, len(payload), step):
+            self.wfile.write(payload[i: i + step])
+            if f.chunk_delay:
+                time.sleep(f.chunk_delay)
+        if cut:
+            time.sleep(f.cut_delay)
+            if f.cut_rst:   # SO_LINGER 0: close() sends RST, "connection reset by peer"
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:           # everything sent arrives, then the body ends short of its Content-Length
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_WR)
+            self.connection.close()
+            self.close_connection = True
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass   # writes to clients that timed out or were reset are expected here
+
+
+@contextlib.contextmanager
+def faulty_http_server(directory, faults: Faults):
+    """A server on 127.0.0.1 that misbehaves as ``faults`` says; yields its base URL."""
+    handler = functools.partial(_FaultyHandler, directory=str(directory), faults=faults)
+    server = _QuietServer(("127.0.0.1", 0), handler)
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
     try:
