@@ -234,10 +234,17 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> dict:
         if "=" not in o or o.startswith("="):
             raise ConfigError(f"override {o!r} is not of the form section.key=value")
         cfg = _merge(cfg, OmegaConf.from_dotlist([o]), "", fallback_key=o.split("=", 1)[0])
-    out = OmegaConf.to_container(cfg, resolve=True)
+    out = _plain(OmegaConf.to_container(cfg, resolve=True))
     out["model"]["method_params"] = method_params(out["model"]["method"], out["model"]["method_params"])
     validate(out)
     return out
+
+
+def _plain(v):
+    """Tuples (AugmentConfig's) as lists, so the dict is what its YAML or JSON reads back as."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
 
 
 def method_params(method: str, given: dict) -> dict:
@@ -251,7 +258,7 @@ def method_params(method: str, given: dict) -> dict:
         if isinstance(v, (int, float)) and not isinstance(v, bool) and (v <= 0 or ("momentum" in k and v > 1)):
             allowed = "in (0, 1]" if "momentum" in k else "> 0"
             raise ConfigError(f"config key model.method_params.{k}={v!r} is out of range for {method}: must be {allowed}")
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
+    return _plain(params)
 
 
 def _check_rules(section: type, values: dict, where: str) -> None:
