@@ -10,7 +10,6 @@ authors train it (README, "Deviations from the paper", says where we differ).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,22 +168,14 @@ class Config:
     paper: PaperSection = field(default_factory=PaperSection)
 
 
-def field_doc(cls: type, f: dataclasses.Field) -> str:
-    """A field's meaning: its ``help`` metadata, else the comment on its line in the source."""
-    if f.metadata.get("help"):
-        return f.metadata["help"]
-    m = re.search(rf"^\s*{f.name}\s*:[^\n#]*#\s*(.+)$", inspect.getsource(cls), re.M)
-    return m.group(1).strip() if m else ""
-
-
 def _schema():
     s = OmegaConf.structured(Config)
     OmegaConf.set_readonly(s.augment, None)     # AugmentConfig is frozen; as a config section it merges
     return s
 
 
-def _type_at(key: str) -> str:
-    cls, t = Config, None
+def _type_at(key: str, schema: type) -> str:
+    cls, t = schema, None
     for part in re.sub(r"\[\d+\]", "", key).split("."):
         hints = get_type_hints(cls) if cls else {}
         if part not in hints:
@@ -194,11 +185,11 @@ def _type_at(key: str) -> str:
     return t.__name__ if isinstance(t, type) else str(t).replace("typing.", "")
 
 
-def _merge(base, src, where: str, prefix: str = "", fallback_key: str = "?"):
+def _merge(base, src, where: str, prefix: str = "", fallback_key: str = "?", schema: type = Config):
     """OmegaConf.merge, its errors as one line naming the key (``prefix`` + OmegaConf's) and value."""
     try:
         return OmegaConf.merge(base, src)
-    except OmegaConfBaseException as exc:
+    except (OmegaConfBaseException, TypeError) as exc:      # TypeError: a list merged onto a mapping
         key = getattr(exc, "full_key", None) or fallback_key
         if isinstance(exc, ConfigKeyError):
             parent = key.rsplit(".", 1)[0] if "." in key else ""
@@ -209,7 +200,7 @@ def _merge(base, src, where: str, prefix: str = "", fallback_key: str = "?"):
         except OmegaConfBaseException:
             value = "?"
         raise ConfigError(f"{where}config key {prefix}{key}={value!r}: {one_line(getattr(exc, 'msg', None) or exc)}; "
-                          f"expected {_type_at(key) if not prefix else 'see the method parameters'}") from None
+                          f"expected {_type_at(key, schema)}") from None
 
 
 def _load_yaml(path: str):
@@ -251,7 +242,8 @@ def method_params(method: str, given: dict) -> dict:
     """``given`` deep-merged on the defaults of ``method``'s parameter dataclass, checked."""
     if method not in METHODS:
         raise ConfigError(f"model.method: unknown method {method!r}; valid: {sorted(METHODS)}")
-    merged = _merge(OmegaConf.structured(METHODS[method].Params), given, f"method {method}: ", "model.method_params.")
+    schema = METHODS[method].Params
+    merged = _merge(OmegaConf.structured(schema), OmegaConf.create(given), f"method {method}: ", "model.method_params.", schema=schema)
     params = OmegaConf.to_container(merged)
     for k, v in params.items():
         # every numeric method parameter is a size, a temperature or an EMA rate

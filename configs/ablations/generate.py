@@ -11,6 +11,8 @@ BYOL, the authors' optimiser) with only what the row changes.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -192,6 +194,14 @@ def ablation_table() -> str:
     return "\n".join(lines)
 
 
+def field_doc(cls: type, f: dataclasses.Field) -> str:
+    """A field's meaning: its ``help`` metadata, else the comment on its line in the source."""
+    if f.metadata.get("help"):
+        return f.metadata["help"]
+    m = re.search(rf"^\s*{f.name}\s*:[^\n#]*#\s*(.+)$", inspect.getsource(cls), re.M)
+    return m.group(1).strip() if m else ""
+
+
 def _default_text(v) -> str:
     if isinstance(v, tuple):
         v = list(v)
@@ -214,14 +224,14 @@ def key_reference() -> str:
                         if t is AugmentConfig else "")
                 continue
             lines.append(f"| `{prefix}{f.name}` | {_type_text(t)} | {_default_text(default)} | "
-                         f"{C.field_doc(cls, f) or fallback} |")
+                         f"{field_doc(cls, f) or fallback} |")
 
     section(C.Config, "")
     for name in sorted(METHODS):
         cls = METHODS[name].Params
         for f in dataclasses.fields(cls):
             lines.append(f"| `model.method_params.{f.name}` ({name}) | {_type_text(C.get_type_hints(cls)[f.name])} | "
-                         f"{_default_text(getattr(cls(), f.name))} | {C.field_doc(cls, f)} |")
+                         f"{_default_text(getattr(cls(), f.name))} | {field_doc(cls, f)} |")
     return "\n".join(lines)
 
 
