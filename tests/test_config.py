@@ -92,6 +92,13 @@ def test_every_loss_off_is_pretrain_false_or_an_error_that_says_so():
         require_pretraining(cfg, "cfg.yaml")
 
 
+def test_pretraining_needs_a_shard_set_but_reading_a_config_does_not():
+    cfg = load_config(str(ROOT / "configs/cstp_r21d_ucf101.yaml"))
+    with pytest.raises(ConfigError, match=r"data.shards=None: .*required to pretrain"):
+        require_pretraining(cfg, "configs/cstp_r21d_ucf101.yaml")
+    require_pretraining(load_config(None, ["data.shards=x"]))
+
+
 def test_a_pretext_term_needs_two_labels():
     assert "data.rates" in err("data.rates=[1]")
     load_config(None, ["data.shards=x", "data.rates=[1]", "loss.rate=0"])

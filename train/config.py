@@ -280,13 +280,9 @@ def validate(cfg: dict) -> None:
         if l[key] > 0 and len(cfg["data"][labels]) < 2:
             raise ConfigError(f"config key loss.{key}={l[key]} needs at least two data.{labels} to predict, "
                               f"got {cfg['data'][labels]}; set loss.{key}=0 or give more")
-    if cfg["pretrain"]:
-        if not any(v > 0 for v in l.values()):
-            raise ConfigError("every loss weight is 0: enable one of loss." + "/".join(l)
-                              + ", or set pretrain: false for a row trained from scratch (Table 1 rows 1-4)")
-        if not cfg["data"]["shards"]:
-            raise ConfigError("config key data.shards=None: a shard set folder or URL is required, "
-                              "e.g. data.shards=out/shards/ucf101")
+    if cfg["pretrain"] and not any(v > 0 for v in l.values()):
+        raise ConfigError("every loss weight is 0: enable one of loss." + "/".join(l)
+                          + ", or set pretrain: false for a row trained from scratch (Table 1 rows 1-4)")
 
 
 def dump_yaml(cfg: dict) -> str:
@@ -295,8 +291,12 @@ def dump_yaml(cfg: dict) -> str:
 
 
 def require_pretraining(cfg: dict, source: str | None = None) -> None:
-    """Refuse a config that describes no pretraining (a row of the paper trained from scratch)."""
+    """What pretraining needs beyond a valid config (evaluation reads any config without them): a
+    config that describes pretraining (not a row of the paper trained from scratch) and a shard set."""
     if cfg["pretrain"]:
+        if not cfg["data"]["shards"]:
+            raise ConfigError("config key data.shards=None: a shard set folder or URL is required to pretrain, "
+                              "e.g. data.shards=out/shards/ucf101")
         return
     p, name = cfg["paper"], source or "this config"
     what = f"Table {p['table']} row {p['row']}" if p["table"] else "pretrain: false"

@@ -70,13 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)   # overrides may sit between options
     try:
         cfg = load_config(args.config, args.overrides)
+        if args.print_config:
+            print(dump_yaml(cfg))
+            return 0
+        require_pretraining(cfg, args.config)
     except (ConfigError, FileNotFoundError) as exc:
         print(f"pretrain: {exc}", file=sys.stderr)
         return 2
-    if args.print_config:
-        print(dump_yaml(cfg))
-        return 0
-    require_pretraining(cfg, args.config)
     if args.out:
         cfg["train"]["out"] = args.out
     tcfg = cfg["train"]
