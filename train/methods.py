@@ -2,7 +2,9 @@
 
 A method owns the projection (and prediction) heads and any target network; ``forward(x1, x2)``
 returns (contrastive loss, backbone feature of clip 1, of clip 2) so the pretext heads can share
-the backbone pass; ``on_step(progress)`` runs momentum updates after each optimiser step.
+the backbone pass; ``on_step(progress)`` runs momentum updates after each optimiser step. Each
+method registers with the dataclass of its parameters (``model.method_params``, checked and filled
+with its defaults by train.config); the comment on each field is its documentation.
 """
 from __future__ import annotations
 
