@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from train.backbones import build_backbone
 from train.heads import PretextHeads
 from train.losses import byol_loss, info_nce, negative_cosine, nt_xent
-from train.methods import BYOL, MoCo, ema_
+from train.methods import BYOL, build_method, ema_
 
 
 def brute_nt_xent(z1, z2, t):
@@ -59,7 +59,8 @@ def test_byol_and_simsiam_losses():
 
 
 def test_byol_target_starts_as_a_copy_and_moves_by_the_ema_rule():
-    m = BYOL(build_backbone("r21d_10", 0.125), proj_dim=8, momentum=0.9)
+    m = build_method("byol", build_backbone("r21d_10", 0.125), proj_dim=8, hidden_dim=16, momentum=0.9,
+                     momentum_cosine=True)
     for t, o in zip(m.target_backbone.parameters(), m.backbone.parameters()):
         assert torch.equal(t, o)
     before = [t.clone() for t in m.target_backbone.parameters()]
@@ -74,8 +75,15 @@ def test_byol_target_starts_as_a_copy_and_moves_by_the_ema_rule():
     assert BYOL.tau_at(0.99, 1.0) == 1.0 and BYOL.tau_at(0.99, 0.0) == 0.99
 
 
+def test_byol_momentum_is_constant_by_default_as_the_authors_keep_it():
+    m = build_method("byol", build_backbone("r21d_10", 0.125), proj_dim=8, hidden_dim=16)
+    for progress in (0.0, 0.5, 1.0):
+        m.on_step(progress)
+        assert m.tau == 0.996
+
+
 def test_moco_queue_wraps_for_any_batch_size():
-    m = MoCo(build_backbone("r21d_10", 0.125), proj_dim=4, queue_size=5)
+    m = build_method("moco", build_backbone("r21d_10", 0.125), proj_dim=4, queue_size=5)
     keys = torch.arange(12, dtype=torch.float32).view(3, 4) + 1
     m.enqueue(keys)
     m.enqueue(keys * -1)
@@ -92,22 +100,45 @@ def test_ema_rule():
     assert torch.allclose(a.weight, 0.75 * wa + 0.25 * b.weight)
 
 
+def identity_heads(**kw) -> PretextHeads:
+    """Heads whose MLPs pass a non-negative input through (eval mode, identity weights, fresh BN)."""
+    heads = PretextHeads(dim=4, n_rates=4, n_rotations=4, n_spatial=4, n_temporal=4, **kw).eval()
+    with torch.no_grad():
+        for net in (heads.rate, heads.rotation):
+            if net is not None:
+                for lin in (net[0], net[3]):
+                    lin.weight.copy_(torch.eye(4))
+                    lin.bias.zero_()
+    return heads
+
+
 def test_heads_take_each_label_from_its_own_clip():
     # Heads that copy their input's class: accuracy 1 only if each target is the right clip's label.
-    heads = PretextHeads(dim=4, n_rates=4, n_rotations=4, n_spatial=4, n_temporal=4)
-    with torch.no_grad():
-        heads.rate.weight.copy_(torch.eye(4)); heads.rate.bias.zero_()
-        heads.rotation.weight.copy_(torch.eye(4)); heads.rotation.bias.zero_()
+    heads = identity_heads()
     batch = {"rate": torch.tensor([0, 3, 1]), "rot1": torch.tensor([2, 0, 1]), "rot2": torch.tensor([1, 3, 3]),
              "overlap_s": torch.tensor([0, 1, 2]), "overlap_t": torch.tensor([3, 2, 1])}
     h1 = F.one_hot(batch["rot1"], 4).float() * 10
     h2 = F.one_hot(batch["rot2"], 4).float() * 10
-    _, accs = heads(h1, h2, batch)
+    losses, accs = heads(h1, h2, batch)
     assert accs["rotation"] == 1.0
     swapped = heads(h2, h1, batch)[1]
     assert swapped["rotation"] < 1.0
     h = F.one_hot(batch["rate"], 4).float() * 10
     assert heads(h, h, batch)[1]["rate"] == 1.0
-    off = PretextHeads(dim=4, n_rates=4, n_rotations=4, n_spatial=4, n_temporal=4, rate=False, spatial=False)
+    off = identity_heads(rate=False, spatial=False)
     losses, _ = off(h1, h2, batch)
     assert set(losses) == {"rotation", "overlap_t"}
+
+
+def test_per_clip_terms_are_summed_over_the_two_clips_as_the_authors_sum_them():
+    heads = identity_heads()
+    g = torch.Generator().manual_seed(3)
+    h1, h2 = torch.rand(5, 4, generator=g), torch.rand(5, 4, generator=g)
+    batch = {k: torch.randint(0, 4, (5,), generator=g) for k in ("rate", "rot1", "rot2", "overlap_s", "overlap_t")}
+    losses, _ = heads(h1, h2, batch)
+    with torch.no_grad():
+        rot = F.cross_entropy(heads.rotation(h1), batch["rot1"]) + F.cross_entropy(heads.rotation(h2), batch["rot2"])
+        rate = F.cross_entropy(heads.rate(h1), batch["rate"]) + F.cross_entropy(heads.rate(h2), batch["rate"])
+        spa = F.cross_entropy(heads.spatial(torch.cat([h1, h2], 1)), batch["overlap_s"])
+    assert torch.isclose(losses["rotation"], rot) and torch.isclose(losses["rate"], rate)
+    assert torch.isclose(losses["overlap_s"], spa)

@@ -2,12 +2,16 @@
 
 A method owns the projection (and prediction) heads and any target network; ``forward(x1, x2)``
 returns (contrastive loss, backbone feature of clip 1, of clip 2) so the pretext heads can share
-the backbone pass; ``on_step(progress)`` runs momentum updates after each optimiser step.
+the backbone pass; ``on_step(progress)`` runs momentum updates after each optimiser step. Each
+method registers with the dataclass of its parameters (``model.method_params``, checked and filled
+with its defaults by train.config); the comment on each field is its documentation.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -20,10 +24,12 @@ from .losses import byol_loss, info_nce, negative_cosine, nt_xent
 METHODS: dict[str, type["Method"]] = {}
 
 
-def register(name: str):
+def register(name: str, params: type):
+    """Register a method under ``name`` with the dataclass of its parameters (``model.method_params``)."""
     def deco(cls):
         METHODS[name] = cls
         cls.name = name
+        cls.Params = params
         return cls
     return deco
 
@@ -31,7 +37,8 @@ def register(name: str):
 def build_method(name: str, backbone: Backbone, **params) -> "Method":
     if name not in METHODS:
         raise KeyError(f"unknown method {name!r}; valid: {sorted(METHODS)}")
-    return METHODS[name](backbone, **params)
+    cls = METHODS[name]
+    return cls(backbone, cls.Params(**params))
 
 
 def mlp(dims: list[int], bn_last: bool = False) -> nn.Sequential:
@@ -48,15 +55,15 @@ def mlp(dims: list[int], bn_last: bool = False) -> nn.Sequential:
 
 class Method(nn.Module):
     name = "base"
+    Params: type
 
-    def __init__(self, backbone: Backbone, proj_dim: int = 128, hidden_dim: int | None = None, temperature: float = 0.1,
-                 queue_size: int = 4096, momentum: float = 0.99, pred_dim: int | None = None):
+    def __init__(self, backbone: Backbone, p):
         super().__init__()
         self.backbone = backbone
+        self.params = p
         self.dim = backbone.feature_dim
-        self.hidden = hidden_dim or self.dim
-        self.proj_dim = proj_dim
-        self.temperature = temperature
+        # None: the backbone's feature width (what solo-learn's small-model recipes use)
+        self.hidden = p.hidden_dim or self.dim
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -81,32 +88,48 @@ def frozen_copy(m: nn.Module) -> nn.Module:
     return c
 
 
-@register("simclr")
+@dataclasses.dataclass
+class SimCLRParams:
+    proj_dim: int = 128                 # output width of the projector
+    hidden_dim: Optional[int] = None    # projector hidden width; null: the backbone's feature width
+    temperature: float = 0.1            # NT-Xent temperature
+
+
+@register("simclr", SimCLRParams)
 class SimCLR(Method):
-    def __init__(self, backbone, **kw):
-        super().__init__(backbone, **kw)
-        self.projector = mlp([self.dim, self.hidden, self.proj_dim])
+    def __init__(self, backbone, p: SimCLRParams):
+        super().__init__(backbone, p)
+        self.projector = mlp([self.dim, self.hidden, p.proj_dim])
 
     def forward(self, x1, x2):
         h1, h2 = self.backbone(x1), self.backbone(x2)
         z1, z2 = self.projector(h1), self.projector(h2)
         # negatives from every rank; this rank's rows sit at rank * B in the gathered batch
-        loss = nt_xent(z1, z2, self.temperature, D.gather_with_grad(z1), D.gather_with_grad(z2),
+        loss = nt_xent(z1, z2, self.params.temperature, D.gather_with_grad(z1), D.gather_with_grad(z2),
                        offset=D.rank() * z1.shape[0])
         return loss, h1, h2
 
 
-@register("moco")
-class MoCo(Method):
-    """MoCo v2: momentum key encoder, a queue of keys gathered from every rank (any batch size)."""
+@dataclasses.dataclass
+class MoCoParams:
+    proj_dim: int = 128                 # output width of the projector
+    hidden_dim: Optional[int] = None    # projector hidden width; null: the backbone's feature width
+    temperature: float = 0.2            # InfoNCE temperature
+    queue_size: int = 4096              # negatives kept in the queue
+    momentum: float = 0.99              # EMA rate of the key encoder
 
-    def __init__(self, backbone, queue_size: int = 4096, momentum: float = 0.99, temperature: float = 0.2, **kw):
-        super().__init__(backbone, temperature=temperature, **kw)
-        self.projector = mlp([self.dim, self.hidden, self.proj_dim])
+
+@register("moco", MoCoParams)
+class MoCo(Method):
+    """MoCo v2: momentum key encoder, a queue of keys gathered from every rank (any batch size);
+    the loss is the mean of the two directions."""
+
+    def __init__(self, backbone, p: MoCoParams):
+        super().__init__(backbone, p)
+        self.projector = mlp([self.dim, self.hidden, p.proj_dim])
         self.key_backbone = frozen_copy(backbone)
         self.key_projector = frozen_copy(self.projector)
-        self.momentum = momentum
-        self.register_buffer("queue", F.normalize(torch.randn(queue_size, self.proj_dim), dim=1))
+        self.register_buffer("queue", F.normalize(torch.randn(p.queue_size, p.proj_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
@@ -124,29 +147,39 @@ class MoCo(Method):
             k1 = self.key_projector(self.key_backbone(x1))
             k2 = self.key_projector(self.key_backbone(x2))
         queue = self.queue.clone().detach()
-        loss = (info_nce(q1, k2, queue, self.temperature) + info_nce(q2, k1, queue, self.temperature)) / 2
+        t = self.params.temperature
+        loss = (info_nce(q1, k2, queue, t) + info_nce(q2, k1, queue, t)) / 2
         self.enqueue(torch.cat([k1, k2]))
         return loss, h1, h2
 
     @torch.no_grad()
     def on_step(self, progress):
-        ema_(self.key_backbone, self.backbone, self.momentum)
-        ema_(self.key_projector, self.projector, self.momentum)
+        ema_(self.key_backbone, self.backbone, self.params.momentum)
+        ema_(self.key_projector, self.projector, self.params.momentum)
 
 
-@register("byol")
+@dataclasses.dataclass
+class BYOLParams:
+    proj_dim: int = 512                 # projector output width (the authors' R(2+1)D: 512)
+    hidden_dim: Optional[int] = 4096    # projector hidden width (the authors': 4096); null: the feature width
+    pred_hidden_dim: Optional[int] = None   # predictor hidden width; null: hidden_dim (the authors: both 4096)
+    momentum: float = 0.996             # EMA rate of the target network (the authors keep it constant)
+    momentum_cosine: bool = False       # raise the rate from momentum to 1 on a cosine schedule (BYOL paper)
+
+
+@register("byol", BYOLParams)
 class BYOL(Method):
-    """BYOL: online projector + predictor; the target starts as a copy of the online network and
-    follows it by EMA with tau rising from ``momentum`` to 1 on a cosine schedule."""
+    """BYOL as the CSTP authors train it: projector and predictor 512-4096-512 on R(2+1)D's 512-d
+    feature, a target network (backbone + projector) following the online one by EMA at a constant
+    rate, and the regression loss summed over both directions (their ``_cal_loss``)."""
 
-    def __init__(self, backbone, momentum: float = 0.99, pred_dim: int | None = None, **kw):
-        super().__init__(backbone, **kw)
-        self.projector = mlp([self.dim, self.hidden, self.proj_dim])
-        self.predictor = mlp([self.proj_dim, pred_dim or self.hidden, self.proj_dim])
+    def __init__(self, backbone, p: BYOLParams):
+        super().__init__(backbone, p)
+        self.projector = mlp([self.dim, self.hidden, p.proj_dim])
+        self.predictor = mlp([p.proj_dim, p.pred_hidden_dim or self.hidden, p.proj_dim])
         self.target_backbone = frozen_copy(backbone)
         self.target_projector = frozen_copy(self.projector)
-        self.base_tau = momentum
-        self.tau = momentum
+        self.tau = p.momentum
 
     def forward(self, x1, x2):
         h1, h2 = self.backbone(x1), self.backbone(x2)
@@ -154,7 +187,7 @@ class BYOL(Method):
         with torch.no_grad():
             t1 = self.target_projector(self.target_backbone(x1))
             t2 = self.target_projector(self.target_backbone(x2))
-        return (byol_loss(p1, t2) + byol_loss(p2, t1)) / 2, h1, h2
+        return byol_loss(p1, t2) + byol_loss(p2, t1), h1, h2
 
     @staticmethod
     def tau_at(base: float, progress: float) -> float:
@@ -162,17 +195,27 @@ class BYOL(Method):
 
     @torch.no_grad()
     def on_step(self, progress):
-        self.tau = self.tau_at(self.base_tau, progress)
+        p = self.params
+        self.tau = self.tau_at(p.momentum, progress) if p.momentum_cosine else p.momentum
         ema_(self.target_backbone, self.backbone, self.tau)
         ema_(self.target_projector, self.projector, self.tau)
 
 
-@register("simsiam")
+@dataclasses.dataclass
+class SimSiamParams:
+    proj_dim: int = 128                 # projector output width
+    hidden_dim: Optional[int] = None    # projector hidden width; null: the backbone's feature width
+    pred_hidden_dim: Optional[int] = None   # predictor bottleneck width; null: proj_dim / 4
+
+
+@register("simsiam", SimSiamParams)
 class SimSiam(Method):
-    def __init__(self, backbone, pred_dim: int | None = None, **kw):
-        super().__init__(backbone, **kw)
-        self.projector = mlp([self.dim, self.hidden, self.hidden, self.proj_dim], bn_last=True)
-        self.predictor = mlp([self.proj_dim, pred_dim or max(4, self.proj_dim // 4), self.proj_dim])
+    """SimSiam: no target network, a stop-gradient instead; the loss is the mean of both directions."""
+
+    def __init__(self, backbone, p: SimSiamParams):
+        super().__init__(backbone, p)
+        self.projector = mlp([self.dim, self.hidden, self.hidden, p.proj_dim], bn_last=True)
+        self.predictor = mlp([p.proj_dim, p.pred_hidden_dim or max(4, p.proj_dim // 4), p.proj_dim])
 
     def forward(self, x1, x2):
         h1, h2 = self.backbone(x1), self.backbone(x2)

@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config (see configs/)")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.epochs=5")
     p.add_argument("--out", help="run folder (overrides train.out)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config as YAML and exit, touching no data")
     p.add_argument("--resume", default="none", help="'auto' (newest valid checkpoint in the run folder), 'none', or a path")
     p.add_argument("--exit-after-step", type=int, default=None, help=argparse.SUPPRESS)  # crash simulation in tests
     return p
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from shards.augment import AugmentConfig, augment_pair
     from train import ddp as D
     from train.checkpoint import checkpoint_name, find_resume, load_checkpoint, prune, save_checkpoint, FORMAT_VERSION
-    from train.config import ConfigError, load_config, require_pretraining
+    from train.config import ConfigError, dump_yaml, load_config, require_pretraining
     from train.model import CSTPModel
     from train.optim import build_optimizer
     from train.sync_bn import convert_sync_bn
@@ -68,10 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)   # overrides may sit between options
     try:
         cfg = load_config(args.config, args.overrides)
+        if args.print_config:
+            print(dump_yaml(cfg))
+            return 0
+        require_pretraining(cfg, args.config)
     except (ConfigError, FileNotFoundError) as exc:
         print(f"pretrain: {exc}", file=sys.stderr)
         return 2
-    require_pretraining(cfg, args.config)
     if args.out:
         cfg["train"]["out"] = args.out
     tcfg = cfg["train"]
