@@ -11,6 +11,7 @@ each worker had produced (round-robin), so a resumed epoch has each worker pass 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import random
 from typing import Iterator
@@ -28,6 +29,13 @@ from .sampling import PairConfig, min_frames
 from .sources import is_url
 
 MAX_PASSES = 3   # with skip_errors, re-reads of a worker's videos to make up for skipped samples
+PREFETCH = 2     # batches the DataLoader asks of each worker ahead (its prefetch_factor)
+# A worker writes its batches into a ring of shared-memory buffers that the main process made (and
+# mapped) before the workers started, and sends only the slot: no shared-memory file, no file
+# descriptor passing, no pickled tensor per batch. At most PREFETCH + 1 of a worker's batches are
+# in flight (the DataLoader asks no more of it), and the main process copies each batch out of the
+# ring before it asks for the next: so a slot is never rewritten while it is read.
+RING = PREFETCH + 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,16 +122,35 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         worker = role_of(slot, n_workers, delivered)
         quota = worker_quotas(self.batches, n_workers)[worker]
         rows = worker_rows(self.order.delivered(epoch), self.rank, worker, self.cfg.batch_size, n_workers, self.batches)
-        batches = self._batches(rows, epoch, worker, slot, quota, batches_done(worker, n_workers, delivered))
+        buffers = self._ring_of(slot) if info is not None else None
+        batches = self._batches(rows, epoch, worker, slot, quota, batches_done(worker, n_workers, delivered), buffers)
         if info is None:
             yield from batches
             return
         try:
-            yield from batches
+            for k, batch in enumerate(batches):
+                yield {"ring": (slot, k % RING), "video_id": batch["video_id"]}
         except CstpError as exc:
             yield _WorkerFailure(exc)
 
-    def _batches(self, rows: np.ndarray, epoch: int, worker: int, slot: int, quota: int, done: int) -> Iterator[dict]:
+    def make_ring(self) -> None:
+        """RING shared-memory batch buffers per worker slot, made before the workers start (they
+        inherit them), so that a batch crosses to the main process as a slot number alone."""
+        self.ring = [[new_batch(self.cfg.batch_size, self.cfg.pair.clip_len, self.cfg.out_size) for _ in range(RING)]
+                     for _ in range(self.num_workers)]
+        for b in (b for slot in self.ring for b in slot):
+            for v in b.values():
+                if isinstance(v, torch.Tensor):
+                    v.share_memory_()
+
+    def _ring_of(self, slot: int) -> Iterator[dict]:
+        for k in itertools.count():
+            batch = self.ring[slot][k % RING]
+            batch["video_id"] = []
+            yield batch
+
+    def _batches(self, rows: np.ndarray, epoch: int, worker: int, slot: int, quota: int, done: int,
+                 buffers: Iterator[dict] | None) -> Iterator[dict]:
         B, cfg = self.cfg.batch_size, self.cfg
         self._budget = (quota * B, slot, f"rank {self.rank} worker {worker} in epoch {epoch}")
         produced, filled, batch = done, 0, None
@@ -137,7 +164,7 @@ class ClipPairStream(torch.utils.data.IterableDataset):
                            f"{exc.reason}", 1)
                 continue
             if batch is None:
-                batch = new_batch(B, cfg.pair.clip_len, cfg.out_size)
+                batch = next(buffers) if buffers is not None else new_batch(B, cfg.pair.clip_len, cfg.out_size)
             fill(batch, filled, pair, needed, decoded, int(self.index.label[row]), str(self.index.video_id[row]),
                  cfg.out_size)
             filled += 1
@@ -233,9 +260,18 @@ class PairLoader:
         if not self.num_workers:
             return iter(self.dataset)
         if self._loader is None:
+            self.dataset.make_ring()
+            # pinning happens in _out_of_ring: the workers send slot numbers, not tensors
             self._loader = torch.utils.data.DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers,
-                                                       pin_memory=self.pin_memory, persistent_workers=True)
+                                                       persistent_workers=True, prefetch_factor=PREFETCH)
         return iter(self._loader)
+
+    def _out_of_ring(self, handle: dict) -> dict:
+        """A worker's batch copied out of its ring slot (into pinned memory when pinning), before
+        the next one is asked for."""
+        slot, k = handle["ring"]
+        return {key: torch.empty_like(v, pin_memory=self.pin_memory).copy_(v) if isinstance(v, torch.Tensor) else v
+                for key, v in {**self.dataset.ring[slot][k], "video_id": handle["video_id"]}.items()}
 
     def __iter__(self) -> Iterator[dict]:
         if self.delivered == 0:
@@ -245,6 +281,8 @@ class PairLoader:
         for batch in self._source():
             if isinstance(batch, _WorkerFailure):
                 raise batch.exc
+            if self.num_workers:
+                batch = self._out_of_ring(batch)
             self.delivered += 1
             self._videos.update(batch["video_id"])
             yield batch
