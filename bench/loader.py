@@ -48,6 +48,25 @@ def build(out: Path, size: str) -> None:
     assert rc == 0
 
 
+def worker_memory() -> dict[str, float]:
+    """Largest Rss, Pss and private (Private_Clean + Private_Dirty) MB among this process's children
+    now. A forked worker's Rss counts the pages it shares with the main process (torch's libraries);
+    private memory is what a worker costs on its own."""
+    import os
+
+    worst = {"rss_mb": 0.0, "pss_mb": 0.0, "private_mb": 0.0}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) != os.getpid():
+                continue
+            f = {ln.split(":")[0]: int(ln.split()[1]) / 1024 for ln in open(f"/proc/{pid}/smaps_rollup") if ln.endswith("kB\n")}
+        except (OSError, IndexError, ValueError):
+            continue
+        for k, v in (("rss_mb", f["Rss"]), ("pss_mb", f["Pss"]), ("private_mb", f["Private_Clean"] + f["Private_Dirty"])):
+            worst[k] = max(worst[k], v)
+    return worst
+
+
 def probe(shards: str, workers: int, epochs: int, batch: int) -> dict:
     """Run in its own process: the loader through ``workers`` DataLoader workers for ``epochs``."""
     import torch
@@ -58,18 +77,27 @@ def probe(shards: str, workers: int, epochs: int, batch: int) -> dict:
     loader = PairLoader(StreamConfig(shards, batch_size=batch, shuffle_buffer=4, out_size=(OUT, OUT)),
                         num_workers=workers, pin_memory=False)
     pairs = []
-    c0, t0 = cpu() + cpu(resource.RUSAGE_CHILDREN), time.perf_counter()
-    for e in range(epochs):
+    memory = {"rss_mb": 0.0, "pss_mb": 0.0, "private_mb": 0.0}
+    scans = 0.0
+    for e in range(epochs + 1):
+        if e == 1:      # epoch 0 warms up (workers start, pages fault in); the steady state is timed
+            c0, t0 = cpu() + cpu(resource.RUSAGE_CHILDREN), time.perf_counter()
         loader.set_epoch(e)
-        for b in loader:
-            pairs += [(v, np.union1d(a, c).tolist()) for v, a, c in zip(b["video_id"], b["idx1"].numpy(), b["idx2"].numpy())]
+        for i, b in enumerate(loader):
+            if i == 1 and e in (1, epochs):     # the /proc scan's own CPU is not the loader's
+                s0 = cpu()
+                memory = {k: max(v, worker_memory()[k]) for k, v in memory.items()}
+                scans += cpu() - s0
+            if e:
+                pairs += [(v, np.union1d(a, c).tolist()) for v, a, c in zip(b["video_id"], b["idx1"].numpy(), b["idx2"].numpy())]
     wall = time.perf_counter() - t0
     del loader, b
     gc.collect()        # persistent workers exit with their DataLoader; their CPU then counts as the children's
     time.sleep(0.5)
-    used = cpu() + cpu(resource.RUSAGE_CHILDREN) - c0
+    used = cpu() + cpu(resource.RUSAGE_CHILDREN) - c0 - scans
     return {"pairs": pairs, "cpu_s": used, "wall_s": wall,
-            "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+            "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            **{f"worker_{k}": v for k, v in memory.items()}}
 
 
 def bench_limit(shards: Path, pairs) -> float:
@@ -121,7 +149,8 @@ def bench_pyav(pairs, fps: float = 25.0) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=30, help="epochs over the eleven clips per worker count")
+    p.add_argument("--epochs", type=int, default=30, help="timed epochs over the eleven clips per worker count "
+                   "(after one untimed warm-up epoch)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="DataLoader worker counts to measure")
     p.add_argument("--batch", type=int, default=4, help="batch size")
     p.add_argument("--size", default="128x171", help="stored frame size of the shards built for the run")
@@ -159,10 +188,11 @@ def main() -> int:
         ours = len(r["pairs"]) / r["cpu_s"]
         fig["workers"][w] = {"pairs": len(r["pairs"]), "pairs_per_s_core": ours, "pairs_per_s_wall": len(r["pairs"]) / r["wall_s"],
                              "ratio_to_limit": ours / limit, "ratio_to_pyav": ours / pyav,
-                             "worker_peak_rss_mb": r["worker_peak_rss_mb"]}
+                             **{k: r[k] for k in ("worker_peak_rss_mb", "worker_rss_mb", "worker_pss_mb", "worker_private_mb")}}
         print(f"  ours, {w} worker(s):       {ours:7.1f} pairs/s/core  ({len(r['pairs']) / r['wall_s']:.1f} wall); "
               f"/ limit {ours / limit:.2f} (goal >= 0.6); / PyAV {ours / pyav:.1f}x (goal >= 15x); "
-              f"worker peak RSS {r['worker_peak_rss_mb']:.0f} MB (goal < 500)")
+              f"worker peak RSS {r['worker_peak_rss_mb']:.0f} MB (goal < 500; PSS {r['worker_pss_mb']:.0f}, "
+              f"private {r['worker_private_mb']:.0f} MB)")
     if args.json:
         Path(args.json).write_text(json.dumps(fig, indent=2))
     return 0
