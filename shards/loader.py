@@ -93,6 +93,7 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         self.errors: list[str] = []
         # [epoch, delivered, samples skipped by each worker slot]: shared with persistent workers
         self.shared = torch.zeros(2 + self.num_workers, dtype=torch.int64).share_memory_()
+        self.ring: list[list[dict]] | None = None
 
     def batches_per_epoch(self, epoch: int | None = None) -> int:
         return self.batches
@@ -122,14 +123,15 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         worker = role_of(slot, n_workers, delivered)
         quota = worker_quotas(self.batches, n_workers)[worker]
         rows = worker_rows(self.order.delivered(epoch), self.rank, worker, self.cfg.batch_size, n_workers, self.batches)
-        buffers = self._ring_of(slot) if info is not None else None
+        ring = info is not None and self.ring is not None     # a plain DataLoader gets fresh batches
+        buffers = self._ring_of(slot) if ring else None
         batches = self._batches(rows, epoch, worker, slot, quota, batches_done(worker, n_workers, delivered), buffers)
         if info is None:
             yield from batches
             return
         try:
             for k, batch in enumerate(batches):
-                yield {"ring": (slot, k % RING), "video_id": batch["video_id"]}
+                yield {"ring": (slot, k % RING), "video_id": batch["video_id"]} if ring else batch
         except CstpError as exc:
             yield _WorkerFailure(exc)
 
@@ -261,17 +263,21 @@ class PairLoader:
             return iter(self.dataset)
         if self._loader is None:
             self.dataset.make_ring()
-            # pinning happens in _out_of_ring: the workers send slot numbers, not tensors
+            # pinning happens in _owned: the workers send slot numbers, not tensors
             self._loader = torch.utils.data.DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers,
                                                        persistent_workers=True, prefetch_factor=PREFETCH)
         return iter(self._loader)
 
-    def _out_of_ring(self, handle: dict) -> dict:
-        """A worker's batch copied out of its ring slot (into pinned memory when pinning), before
-        the next one is asked for."""
-        slot, k = handle["ring"]
+    def _owned(self, batch: dict) -> dict:
+        """The batch in memory of its own (pinned when pinning). A worker's batch is copied out of
+        its ring slot here, before the next one is asked for."""
+        if "ring" in batch:
+            slot, k = batch["ring"]
+            batch = {**self.dataset.ring[slot][k], "video_id": batch["video_id"]}
+        elif not self.pin_memory:
+            return batch
         return {key: torch.empty_like(v, pin_memory=self.pin_memory).copy_(v) if isinstance(v, torch.Tensor) else v
-                for key, v in {**self.dataset.ring[slot][k], "video_id": handle["video_id"]}.items()}
+                for key, v in batch.items()}
 
     def __iter__(self) -> Iterator[dict]:
         if self.delivered == 0:
@@ -281,8 +287,7 @@ class PairLoader:
         for batch in self._source():
             if isinstance(batch, _WorkerFailure):
                 raise batch.exc
-            if self.num_workers:
-                batch = self._out_of_ring(batch)
+            batch = self._owned(batch)
             self.delivered += 1
             self._videos.update(batch["video_id"])
             yield batch
