@@ -1,17 +1,20 @@
-"""Benchmark of the clip-pair loader on the real clips in ../shared/data (UCF-101's eleven).
+"""Benchmark of the clip-pair loader as training uses it, on the real clips in ../shared/data.
 
-T=16 at 112x112, rates drawn from 1, 2, 4, 8. Clip pairs per second per core of:
-  ours   the full loader (read tar, decode the needed JPEGs, sample, crop, resize, rotate), one worker;
-  limit  JPEG-decoding just the frames each of those pairs needs, from memory, with simplejpeg;
-  pyav   decoding the same clips from the source videos with PyAV (seek, decode, RGB, crop, resize).
+UCF-101's eleven clips are built into shards (``--size``), then read by ``PairLoader`` through real
+DataLoader workers (``--workers``, each count in a fresh process so that a worker's RSS is its own),
+T=16 at 112x112, rates 1, 2, 4, 8. Per worker count it prints clip pairs per second per core (CPU
+of the workers and the main process), and compares with, per core:
+  limit  JPEG-decoding just the frames each delivered pair needs, from memory, with simplejpeg;
+  pyav   PyAV seeking to each clip's first frame in the source video, then decoding, RGB, crop, resize.
 Goals: ours >= 0.6 x limit, ours >= 15 x pyav, peak RSS of a loader worker < 500 MB.
 
-    python bench/loader.py [--epochs 20]
+    python bench/loader.py [--epochs 30] [--workers 1 2] [--size 128x171] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import resource
@@ -22,46 +25,79 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 # bench/preprocess.py would shadow the `preprocess` package for a script run from this folder.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 DATA = ROOT.parent / "shared" / "data"
+UCF = DATA / "videos/ucf101/UCF-101"
+OUT = 112
 
 
-def cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
+def cpu(who=resource.RUSAGE_SELF) -> float:
+    r = resource.getrusage(who)
     return r.ru_utime + r.ru_stime
 
 
-def build(out: Path) -> None:
+def build(out: Path, size: str) -> None:
     from preprocess.build_shards import main as build_shards
 
     with contextlib.redirect_stdout(io.StringIO()):
-        rc = build_shards(["--dataset", "ucf101", "--videos", str(DATA / "videos/ucf101/UCF-101"),
-                           "--annotations", str(DATA / "annotations/ucf101"), "--out", str(out),
-                           "--videos-per-shard", "4", "--workers", "2", "--no-progress"])
+        rc = build_shards(["--dataset", "ucf101", "--videos", str(UCF), "--annotations", str(DATA / "annotations/ucf101"),
+                           "--out", str(out), "--videos-per-shard", "4", "--workers", "2", "--size", size, "--no-progress"])
     assert rc == 0
 
 
-def loader_cfg(shards: Path):
-    from shards.stream import StreamConfig
+def worker_memory() -> dict[str, float]:
+    """Largest Rss, Pss and private (Private_Clean + Private_Dirty) MB among this process's children
+    now. A forked worker's Rss counts the pages it shares with the main process (torch's libraries);
+    private memory is what a worker costs on its own."""
+    import os
 
-    return StreamConfig(str(shards), batch_size=1, shuffle_buffer=4, out_size=(112, 112))
+    worst = {"rss_mb": 0.0, "pss_mb": 0.0, "private_mb": 0.0}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) != os.getpid():
+                continue
+            f = {ln.split(":")[0]: int(ln.split()[1]) / 1024 for ln in open(f"/proc/{pid}/smaps_rollup") if ln.endswith("kB\n")}
+        except (OSError, IndexError, ValueError):
+            continue
+        for k, v in (("rss_mb", f["Rss"]), ("pss_mb", f["Pss"]), ("private_mb", f["Private_Clean"] + f["Private_Dirty"])):
+            worst[k] = max(worst[k], v)
+    return worst
 
 
-def bench_ours(shards: Path, epochs: int):
-    from shards.stream import ClipPairStream
+def probe(shards: str, workers: int, epochs: int, batch: int) -> dict:
+    """Run in its own process: the loader through ``workers`` DataLoader workers for ``epochs``."""
+    import torch
 
-    ds = ClipPairStream(loader_cfg(shards))
+    from shards.stream import PairLoader, StreamConfig
+
+    torch.set_num_threads(1)
+    loader = PairLoader(StreamConfig(shards, batch_size=batch, shuffle_buffer=4, out_size=(OUT, OUT)),
+                        num_workers=workers, pin_memory=False)
     pairs = []
-    c0, t0 = cpu(), time.perf_counter()
-    for e in range(epochs):
-        ds.set_epoch(e)
-        for b in ds:
-            pairs.append((b["video_id"][0], b["idx1"][0].numpy(), b["idx2"][0].numpy()))
-    return pairs, cpu() - c0, time.perf_counter() - t0
+    memory = {"rss_mb": 0.0, "pss_mb": 0.0, "private_mb": 0.0}
+    scans = 0.0
+    for e in range(epochs + 1):
+        if e == 1:      # epoch 0 warms up (workers start, pages fault in); the steady state is timed
+            c0, t0 = cpu() + cpu(resource.RUSAGE_CHILDREN), time.perf_counter()
+        loader.set_epoch(e)
+        for i, b in enumerate(loader):
+            if i == 1 and e in (1, epochs):     # the /proc scan's own CPU is not the loader's
+                s0 = cpu()
+                memory = {k: max(v, worker_memory()[k]) for k, v in memory.items()}
+                scans += cpu() - s0
+            if e:
+                pairs += [(v, np.union1d(a, c).tolist()) for v, a, c in zip(b["video_id"], b["idx1"].numpy(), b["idx2"].numpy())]
+    wall = time.perf_counter() - t0
+    del loader, b
+    gc.collect()        # persistent workers exit with their DataLoader; their CPU then counts as the children's
+    time.sleep(0.5)
+    used = cpu() + cpu(resource.RUSAGE_CHILDREN) - c0 - scans
+    return {"pairs": pairs, "cpu_s": used, "wall_s": wall,
+            "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            **{f"worker_{k}": v for k, v in memory.items()}}
 
 
 def bench_limit(shards: Path, pairs) -> float:
@@ -76,76 +112,89 @@ def bench_limit(shards: Path, pairs) -> float:
         with open(shards / idx.shards[idx.shard[r]], "rb") as f:
             blobs[str(idx.video_id[r])] = [(f.seek(o), f.read(s))[1] for o, s in zip(offs, sizes)]
     c0 = cpu()
-    for vid, i1, i2 in pairs:
-        for i in np.union1d(i1, i2):
+    for vid, needed in pairs:
+        for i in needed:
             simplejpeg.decode_jpeg(blobs[vid][i], colorspace="RGB")
-    return cpu() - c0
+    return len(pairs) / (cpu() - c0)
 
 
-def bench_pyav(pairs, limit_pairs: int) -> tuple[float, int]:
+def bench_pyav(pairs, fps: float = 25.0) -> float:
+    """Each clip of each pair: seek to the keyframe before its first frame, decode to its last."""
     import av
+    import torch
     import torch.nn.functional as F
 
-    paths = {p.stem: p for p in (DATA / "videos/ucf101/UCF-101").rglob("*.*")}
+    paths = {p.stem: p for p in UCF.rglob("*.*")}
     c0 = cpu()
-    n = 0
-    for vid, i1, i2 in pairs[:limit_pairs]:
+    for vid, needed in pairs:
+        needed = np.asarray(needed)
+        runs = np.split(needed, np.flatnonzero(np.diff(needed) > 8) + 1)      # the clips' frame ranges
         with av.open(str(paths[vid])) as container:
             stream = container.streams.video[0]
-            src_fps = float(stream.average_rate or stream.guessed_rate or 25)
-            want = {int(round(i / 25.0 * src_fps)) for i in np.union1d(i1, i2)}
-            frames = {}
-            for k, frame in enumerate(container.decode(stream)):
-                if k in want:
-                    frames[k] = frame.to_ndarray(format="rgb24")
-                if k >= max(want):
-                    break
-            for k, img in frames.items():
-                t = torch.from_numpy(img[: img.shape[0] // 2, : img.shape[1] // 2]).permute(2, 0, 1)[None]
-                F.interpolate(t, size=(112, 112), mode="bilinear", antialias=True)
-        n += 1
-    return cpu() - c0, n
-
-
-def rss_probe(shards: str) -> None:
-    """Run the loader with one DataLoader worker; print the worker's peak RSS (MB)."""
-    from shards.stream import PairLoader
-
-    loader = PairLoader(loader_cfg(Path(shards)), num_workers=1)
-    for e in range(3):
-        loader.set_epoch(e)
-        for _ in loader:
-            pass
-    print(json.dumps({"worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+            for run in runs:
+                want = list(run / fps)
+                container.seek(int(want[0] / stream.time_base), stream=stream, backward=True)
+                for frame in container.decode(stream):
+                    if frame.time is None or frame.time + 0.5 / fps < want[0]:
+                        continue
+                    img = frame.to_ndarray(format="rgb24")
+                    t = torch.from_numpy(img[: img.shape[0] // 2, : img.shape[1] // 2]).permute(2, 0, 1)[None]
+                    F.interpolate(t, size=(OUT, OUT), mode="bilinear", antialias=True)
+                    while want and want[0] <= frame.time + 0.5 / fps:
+                        want.pop(0)
+                    if not want:
+                        break
+    return len(pairs) / (cpu() - c0)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--pyav-pairs", type=int, default=60)
-    p.add_argument("--rss-probe", help=argparse.SUPPRESS)
+    p.add_argument("--epochs", type=int, default=30, help="timed epochs over the eleven clips per worker count "
+                   "(after one untimed warm-up epoch)")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="DataLoader worker counts to measure")
+    p.add_argument("--batch", type=int, default=4, help="batch size")
+    p.add_argument("--size", default="128x171", help="stored frame size of the shards built for the run")
+    p.add_argument("--pyav-pairs", type=int, default=40, help="pairs decoded with PyAV")
+    p.add_argument("--json", help="write the figures to this file")
+    p.add_argument("--probe", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
-    torch.set_num_threads(1)
-    if args.rss_probe:
-        rss_probe(args.rss_probe)
+    if args.probe:
+        shards, workers, epochs, batch = args.probe
+        print(json.dumps(probe(shards, int(workers), int(epochs), int(batch))))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         shards = Path(tmp) / "shards"
-        build(shards)
-        pairs, ours_cpu, ours_wall = bench_ours(shards, args.epochs)
-        limit_cpu = bench_limit(shards, pairs)
-        pyav_cpu, pyav_n = bench_pyav(pairs, args.pyav_pairs)
-        frames = np.mean([len(np.union1d(a, b)) for _, a, b in pairs])
-        out = subprocess.run([sys.executable, __file__, "--rss-probe", str(shards)], capture_output=True, text=True)
-        rss = json.loads(out.stdout.strip().splitlines()[-1])["worker_peak_rss_mb"] if out.returncode == 0 else float("nan")
-    n = len(pairs)
-    ours, limit, pyav = n / ours_cpu, n / limit_cpu, pyav_n / pyav_cpu
-    print(f"clip pairs, T=16, 112x112, rates 1/2/4/8, {n} pairs ({frames:.1f} distinct frames each):")
-    print(f"  ours (full loader, 1 worker): {ours:7.1f} pairs/s/core  ({n / ours_wall:.1f} wall)")
-    print(f"  JPEG-decode limit:            {limit:7.1f} pairs/s/core  ({limit * frames:.0f} frames/s/core)")
-    print(f"  PyAV from source videos:      {pyav:7.1f} pairs/s/core  ({pyav_n} pairs)")
-    print(f"  ours / limit: {ours / limit:.2f} (goal >= 0.6);  ours / PyAV: {ours / pyav:.1f}x (goal >= 15x)")
-    print(f"  peak RSS of a loader worker: {rss:.0f} MB (goal < 500 MB)")
+        build(shards, args.size)
+        tar_bytes = sum(f.stat().st_size for f in shards.glob("*.tar"))
+        runs = {}
+        for w in args.workers:
+            out = subprocess.run([sys.executable, __file__, "--probe", str(shards), str(w), str(args.epochs), str(args.batch)],
+                                 capture_output=True, text=True)
+            if out.returncode:
+                print(out.stderr[-2000:], file=sys.stderr)
+                return 1
+            runs[w] = json.loads(out.stdout.strip().splitlines()[-1])
+        pairs = runs[args.workers[0]]["pairs"]
+        limit = bench_limit(shards, pairs)
+        pyav = bench_pyav(pairs[: args.pyav_pairs])
+    frames = float(np.mean([len(n) for _, n in pairs]))
+    fig = {"size": args.size, "shard_bytes_per_video": tar_bytes / 11, "frames_per_pair": frames,
+           "limit_pairs_per_s_core": limit, "pyav_pairs_per_s_core": pyav, "workers": {}}
+    print(f"clip pairs, T=16, {OUT}x{OUT}, rates 1/2/4/8, stored {args.size} ({tar_bytes / 11 / 1e6:.2f} MB of shard per "
+          f"video), {frames:.1f} distinct frames per pair, batch {args.batch}:")
+    print(f"  JPEG-decode limit:        {limit:7.1f} pairs/s/core  ({limit * frames:.0f} frames/s/core)")
+    print(f"  PyAV seeking to each clip:{pyav:7.1f} pairs/s/core  ({min(len(pairs), args.pyav_pairs)} pairs)")
+    for w, r in runs.items():
+        ours = len(r["pairs"]) / r["cpu_s"]
+        fig["workers"][w] = {"pairs": len(r["pairs"]), "pairs_per_s_core": ours, "pairs_per_s_wall": len(r["pairs"]) / r["wall_s"],
+                             "ratio_to_limit": ours / limit, "ratio_to_pyav": ours / pyav,
+                             **{k: r[k] for k in ("worker_peak_rss_mb", "worker_rss_mb", "worker_pss_mb", "worker_private_mb")}}
+        print(f"  ours, {w} worker(s):       {ours:7.1f} pairs/s/core  ({len(r['pairs']) / r['wall_s']:.1f} wall); "
+              f"/ limit {ours / limit:.2f} (goal >= 0.6); / PyAV {ours / pyav:.1f}x (goal >= 15x); "
+              f"worker peak RSS {r['worker_peak_rss_mb']:.0f} MB (goal < 500; PSS {r['worker_pss_mb']:.0f}, "
+              f"private {r['worker_private_mb']:.0f} MB)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(fig, indent=2))
     return 0
 
 

@@ -1,8 +1,11 @@
-"""The paper's base augmentation as batched tensor operations on whatever device the batch is on.
+"""CSTP's augmentation as batched tensor operations on whatever device the batch is on.
 
-Colour jitter (brightness, contrast, saturation, hue), random grayscale, gaussian blur, horizontal
-flip and a small rotation jitter, with one parameter draw per clip shared by all its frames (a clip
-must stay temporally coherent), applied to B x C x T x H x W batches, not per frame in PIL.
+Per clip, in this order (DESIGN): horizontal flip; rotation by the clip's labelled angle (rot1,
+rot2: the loader only labels it), so the label describes the pixels the network sees; then, with
+probability ``p_base``, the authors' base transform (colour jitter, grayscale, blur, a small
+rotation); normalisation. The authors (data_process/preprocess_data.py: TwoClipTransform with
+p=0.3) give each clip the base transform with p=0.3 and otherwise only the flip. Every draw is one
+per clip, shared by all its frames (a clip must stay temporally coherent).
 """
 from __future__ import annotations
 
@@ -12,25 +15,27 @@ import math
 import torch
 import torch.nn.functional as F
 
-# Kinetics statistics, as torchvision's video models use
+# Kinetics statistics, as torchvision's video models use (eval/features.py normalises the same way)
 MEAN = (0.43216, 0.394666, 0.37645)
 STD = (0.22803, 0.22145, 0.216989)
+ROTATIONS = (0, 90, 180, 270)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class AugmentConfig:
-    p_jitter: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.4
-    hue: float = 0.1
-    p_gray: float = 0.2
-    p_blur: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    p_flip: float = 0.5
-    p_rotate: float = 0.3
-    max_degrees: float = 10.0
-    normalize: bool = True
+    p_base: float = 0.3        # probability that a clip gets the base transform below (else only the flip)
+    p_jitter: float = 0.8      # base: probability of colour jitter
+    brightness: float = 0.4    # base: brightness factor drawn in 1 +- this
+    contrast: float = 0.4      # base: contrast factor drawn in 1 +- this
+    saturation: float = 0.4    # base: saturation factor drawn in 1 +- this
+    hue: float = 0.1           # base: hue shift drawn in +- this (turns)
+    p_gray: float = 0.2        # base: probability of grayscale
+    p_blur: float = 0.5        # base: probability of gaussian blur
+    blur_sigma: tuple[float, float] = (0.1, 2.0)   # base: blur sigma range (pixels)
+    p_rotate: float = 1.0      # base: probability of the small rotation (the authors always apply it)
+    max_degrees: float = 10.0  # base: small rotation angle drawn in +- this (degrees)
+    p_flip: float = 0.5        # every clip: probability of a horizontal flip (before the labelled rotation)
+    normalize: bool = True     # subtract MEAN, divide by STD
 
 
 def _per_clip(b: int, device, gen, lo: float, hi: float) -> torch.Tensor:
@@ -84,14 +89,10 @@ def _rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     return out.view(b, c, t, h, w)
 
 
-def augment(clips: torch.Tensor, cfg: AugmentConfig = AugmentConfig(),
-            generator: torch.Generator | None = None) -> torch.Tensor:
-    """uint8 [B, C, T, H, W] -> float [B, C, T, H, W], normalised when ``cfg.normalize``."""
-    if clips.dim() != 5 or clips.shape[1] != 3:
-        raise ValueError(f"expected B x 3 x T x H x W clips, got {tuple(clips.shape)}")
-    x = clips.float().div_(255)
-    b, dev, g = x.shape[0], x.device, generator
-    jit = _mask(b, cfg.p_jitter, dev, g)
+def _base(x: torch.Tensor, cfg: AugmentConfig, g, chosen: torch.Tensor) -> torch.Tensor:
+    """The base transform on the clips where ``chosen`` (a [B, 1, 1, 1, 1] mask) is set."""
+    b, dev = x.shape[0], x.device
+    jit = chosen & _mask(b, cfg.p_jitter, dev, g)
     if cfg.brightness:
         f = _per_clip(b, dev, g, 1 - cfg.brightness, 1 + cfg.brightness)
         x = torch.where(jit, x * f, x)
@@ -106,27 +107,71 @@ def augment(clips: torch.Tensor, cfg: AugmentConfig = AugmentConfig(),
     if cfg.hue:
         x = torch.where(jit, _hue(x, _per_clip(b, dev, g, -cfg.hue, cfg.hue)), x)
     x = x.clamp_(0, 1)
-    gray = _mask(b, cfg.p_gray, dev, g)
+    gray = chosen & _mask(b, cfg.p_gray, dev, g)
     x = torch.where(gray, _gray(x).expand_as(x), x)
     if cfg.p_blur > 0:
-        blur = _mask(b, cfg.p_blur, dev, g)
+        blur = chosen & _mask(b, cfg.p_blur, dev, g)
         sigma = _per_clip(b, dev, g, *cfg.blur_sigma)
         x = torch.where(blur, _blur(x, sigma), x)
-    flip = _mask(b, cfg.p_flip, dev, g)
-    x = torch.where(flip, x.flip(-1), x)
     if cfg.p_rotate > 0 and cfg.max_degrees > 0:
-        rot = _mask(b, cfg.p_rotate, dev, g)
+        rot = chosen & _mask(b, cfg.p_rotate, dev, g)
         deg = _per_clip(b, dev, g, -cfg.max_degrees, cfg.max_degrees)
         x = torch.where(rot, _rotate(x, deg), x)
-    if cfg.normalize:
-        mean = torch.tensor(MEAN, device=dev).view(1, 3, 1, 1, 1)
-        std = torch.tensor(STD, device=dev).view(1, 3, 1, 1, 1)
-        x = (x - mean) / std
     return x
 
 
-def augment_pair(batch: dict, cfg: AugmentConfig = AugmentConfig(),
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1, 1)
+    return (x - mean) / std
+
+
+def _to_float(clips: torch.Tensor) -> torch.Tensor:
+    if clips.dim() != 5 or clips.shape[1] != 3:
+        raise ValueError(f"expected B x 3 x T x H x W clips, got {tuple(clips.shape)}")
+    return clips.float().div_(255)
+
+
+def _flip(x: torch.Tensor, cfg: AugmentConfig, g) -> torch.Tensor:
+    return torch.where(_mask(x.shape[0], cfg.p_flip, x.device, g), x.flip(-1), x)
+
+
+def rotate_by_label(x: torch.Tensor, labels: torch.Tensor, rotations=ROTATIONS) -> torch.Tensor:
+    """Each clip rotated counter-clockwise by ``rotations[label]`` degrees, one torch.rot90 per class."""
+    quarter = torch.tensor([(r // 90) % 4 for r in rotations], device=labels.device)[labels]
+    if x.shape[-1] != x.shape[-2] and bool((quarter % 2 == 1).any()):
+        raise ValueError(f"rotating {x.shape[-2]}x{x.shape[-1]} clips by 90 degrees needs square clips (data.out_size)")
+    out = x.clone()
+    for k in range(1, 4):
+        sel = (quarter == k).nonzero().flatten()
+        if len(sel):
+            out[sel] = torch.rot90(x[sel], k, dims=(-2, -1))
+    return out
+
+
+def augment(clips: torch.Tensor, cfg: AugmentConfig | None = None,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 [B, C, T, H, W] -> float: the flip and the base transform on every clip (``p_base`` is
+    not applied: this is the supervised fine-tuning augmentation), normalised when ``cfg.normalize``."""
+    cfg = cfg or AugmentConfig()
+    x = _flip(_to_float(clips), cfg, generator)
+    x = _base(x, cfg, generator, torch.ones(x.shape[0], 1, 1, 1, 1, dtype=torch.bool, device=x.device))
+    return _normalize(x) if cfg.normalize else x
+
+
+def augment_clips(clips: torch.Tensor, labels: torch.Tensor, cfg: AugmentConfig | None = None,
+                  generator: torch.Generator | None = None, rotations=ROTATIONS) -> torch.Tensor:
+    """One training view: flip, rotation by the labelled angle, the base transform with ``p_base``."""
+    cfg = cfg or AugmentConfig()
+    x = rotate_by_label(_flip(_to_float(clips), cfg, generator), labels, rotations)
+    x = _base(x, cfg, generator, _mask(x.shape[0], cfg.p_base, x.device, generator))
+    return _normalize(x) if cfg.normalize else x
+
+
+def augment_pair(batch: dict, cfg: AugmentConfig | None = None, generator: torch.Generator | None = None,
+                 rotations=ROTATIONS) -> tuple[torch.Tensor, torch.Tensor]:
     """The two training views of a loader batch already on the device: (x1, x2), each float
-    [B, C, T, H, W]. ``batch`` holds ``clip1``, ``clip2`` (uint8) and the labels ``rot1``, ``rot2``."""
-    return augment(batch["clip1"], cfg, generator), augment(batch["clip2"], cfg, generator)
+    [B, C, T, H, W]. ``batch`` holds ``clip1``, ``clip2`` (uint8, unrotated) and their rotation
+    labels ``rot1``, ``rot2`` (indices into ``rotations``, data.rotations)."""
+    return (augment_clips(batch["clip1"], batch["rot1"], cfg, generator, rotations),
+            augment_clips(batch["clip2"], batch["rot2"], cfg, generator, rotations))

@@ -8,13 +8,27 @@ import torch
 import torch.nn.functional as F
 
 
+class CorruptFrame(ValueError):
+    """A JPEG that does not decode; ``position`` is its place in the list given to decode_jpegs."""
+
+    def __init__(self, position: int, reason: str):
+        super().__init__(f"frame {position}: {reason}")
+        self.position, self.reason = position, reason
+
+
 def decode_jpegs(jpegs: list[bytes]) -> np.ndarray:
     """[n, H, W, 3] uint8 RGB. simplejpeg (libjpeg-turbo) is the fastest decoder installed here;
-    frames are decoded straight into one array (all frames of a shard set share H x W)."""
-    h, w, _, _ = simplejpeg.decode_jpeg_header(jpegs[0])
-    out = np.empty((len(jpegs), h, w, 3), np.uint8)
+    frames are decoded straight into one array (all frames of a shard set share H x W). Strict
+    decoding: a corrupt or truncated JPEG raises CorruptFrame rather than giving grey pixels."""
+    out = None
     for i, j in enumerate(jpegs):
-        simplejpeg.decode_jpeg(j, colorspace="RGB", buffer=out[i])
+        try:
+            if out is None:
+                h, w, _, _ = simplejpeg.decode_jpeg_header(j)
+                out = np.empty((len(jpegs), h, w, 3), np.uint8)
+            simplejpeg.decode_jpeg(j, colorspace="RGB", buffer=out[i], strict=True)
+        except ValueError as exc:
+            raise CorruptFrame(i, f"JPEG does not decode ({exc})") from None
     return out
 
 

@@ -19,7 +19,8 @@ redraw). Offsets are whole pixels, so the measured rate is within ``spatial_tole
 (one pixel row or column, relative) of gamma_s. The union of the two crops is placed uniformly in
 the frame and which crop takes which corner is drawn, so the crops stay inside the frame.
 
-Rotation is drawn per clip and applied after cropping, so the spatial label stays true.
+Rotation is drawn per clip; the training device applies it after the flip (shards.augment), so the
+label describes what the network sees and the spatial label stays true.
 """
 from __future__ import annotations
 
@@ -42,7 +43,9 @@ class PairConfig:
     rates: tuple[int, ...] = (1, 2, 4, 8)
     temporal_overlaps: tuple[float, ...] = overlap_candidates(5)
     spatial_overlaps: tuple[float, ...] = overlap_candidates(5)
-    area_range: tuple[float, float] = (0.1, 0.35)     # crop area / frame area (larger crops are capped)
+    # crop area / frame area, the authors' range; crops too large for the smallest spatial overlap are
+    # shrunk, so at most ~0.48 of the frame is used. On 256-px-high frames every crop side is >= 112 px.
+    area_range: tuple[float, float] = (0.2, 1.0)
     aspect_range: tuple[float, float] = (3 / 4, 4 / 3)
     rotations: tuple[int, ...] = (0, 90, 180, 270)
 
@@ -117,11 +120,13 @@ def _offsets(w: int, h: int, gamma: float, max_dx: int, max_dy: int, rng: np.ran
         return 0, 0
     target = gamma * w * h
     # overlap width ox ranges so that the matching overlap height fits: h - max_dy <= target/ox <= h
-    lo = max(w - min(max_dx, w), math.ceil(target / h))
-    hi = min(w, math.floor(target / max(h - min(max_dy, h), 1e-9)))
+    lo = max(w - min(max_dx, w), target / h)
+    hi = min(w, target / max(h - min(max_dy, h), 1e-9))
     if lo > hi:
         raise ValueError(f"crop {w}x{h} cannot reach overlap {gamma} within shifts ({max_dx}, {max_dy})")
-    ox = int(rng.integers(lo, hi + 1))
+    a, b = math.ceil(lo), math.floor(hi)
+    # A range narrower than a pixel holds no whole width: the nearest one is off by under a column.
+    ox = int(rng.integers(a, b + 1)) if a <= b else min(w, max(1, round((lo + hi) / 2)))
     oy = min(h, max(h - max_dy, int(round(target / ox))))
     return w - ox, h - oy
 

@@ -15,7 +15,7 @@ def test_measured_overlaps_equal_the_labels(n_cand):
     rng = np.random.default_rng(n_cand)
     for i in range(3000):
         n = int(rng.integers(min_frames(cfg), 400))
-        H, W = (128, 171) if i % 2 else (240, 320)
+        H, W = ((128, 171), (240, 320), (160, 213), (256, 341))[i % 4]
         s = sample_pair(n, H, W, cfg, rng)
         t, sp = measured_overlaps(s)
         gt, gs = cfg.temporal_overlaps[s.overlap_t], cfg.spatial_overlaps[s.overlap_s]
@@ -74,3 +74,20 @@ def test_bad_configs_are_refused():
         PairConfig(rotations=(0, 45))
     with pytest.raises(ValueError, match="2..16"):
         overlap_candidates(1)
+
+
+def test_crops_reach_the_network_at_scale_at_most_one_on_256_pixel_frames():
+    """With the default area range every crop side is >= 112 px on 256x341 frames, so the 112x112
+    network input is never upsampled (at 128x171 the same crops must be, by about 1.3x)."""
+    rng = np.random.default_rng(5)
+    sides = [min(sample_pair(300, 256, 341, PairConfig(), rng).box1[2:]) for _ in range(2000)]
+    assert min(sides) >= 112
+
+
+def test_large_crops_on_tall_frames_still_realise_every_overlap():
+    # a crop nearly as tall as the frame leaves a sub-pixel range of overlap widths: the nearest is taken
+    rng = np.random.default_rng(6)
+    cfg = PairConfig(area_range=(0.6, 1.0))
+    for _ in range(2000):
+        s = sample_pair(300, 160, 213, cfg, rng)
+        assert abs(measured_overlaps(s)[1] - cfg.spatial_overlaps[s.overlap_s]) <= spatial_tolerance(*s.box1[2:])

@@ -15,25 +15,11 @@ from preprocess.build_shards import main as build
 from shards.format import SPLIT_TRAIN
 from shards.index import read_index
 from shards.sampling import PairConfig
-from shards.stream import ClipPairStream, PairLoader, ShardDataError, StreamConfig, resume_point, round_robin_skips
+from shards.stream import ClipPairStream, PairLoader, ShardDataError, StreamConfig
 from tests.servers import plain_http_server
 from tests.synthetic import flat_index, make_flat_video, write_ucf_layout
 
 LENGTHS = {"Red": [40, 150, 90, 60], "Green": [120, 45, 75, 100], "Blue": [130, 55, 66, 20]}
-
-
-@pytest.fixture(scope="module")
-def flat_shards(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flat")
-    classes = {c: [(f"v_{c}_g0{j + 1}_c01", n) for j, n in enumerate(ns)] for c, ns in LENGTHS.items()}
-    videos, lists = write_ucf_layout(root, classes, test_every=4)
-    for c, items in classes.items():
-        for name, n in items:
-            make_flat_video(videos / c / f"{name}.avi", n)
-    out = root / "shards"
-    assert build(["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(out),
-                  "--videos-per-shard", "3", "--workers", "1", "--no-progress"]) == 0
-    return out
 
 
 def cfg(shards, **kw):
@@ -69,25 +55,80 @@ def test_batch_contract_and_true_frame_indices(flat_shards):
             assert m == round(pc.temporal_overlaps[b["overlap_t"][i]] * 16 + 1e-9)
 
 
-@pytest.mark.parametrize("world,workers", [(2, 1), (3, 0), (2, 2)])
-def test_every_rank_yields_the_same_number_of_batches(flat_shards, world, workers):
-    c = cfg(flat_shards, batch_size=1)
-    usable = ClipPairStream(c).counts
-    assert len(set(usable.values())) > 1, usable   # uneven shards
+@pytest.fixture(scope="module")
+def flat_videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("flat")
+    classes = {c: [(f"v_{c}_g0{j + 1}_c01", n) for j, n in enumerate(ns)] for c, ns in LENGTHS.items()}
+    videos, lists = write_ucf_layout(root, classes, test_every=4)
+    for c, items in classes.items():
+        for name, n in items:
+            make_flat_video(videos / c / f"{name}.avi", n)
+    return root, videos, lists
+
+
+def build_set(flat_videos, per_shard):
+    root, videos, lists = flat_videos
+    out = root / f"shards-{per_shard}"
+    if not out.exists():
+        assert build(["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(out),
+                      "--videos-per-shard", str(per_shard), "--workers", "1", "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def flat_shards(flat_videos):
+    return build_set(flat_videos, 3)          # 4 shards
+
+
+def epoch_of(c, world, workers, epoch):
+    """{rank: batches} of one epoch, each rank its own PairLoader (as under torchrun)."""
+    out = {}
+    for rank in range(world):
+        loader = PairLoader(c, num_workers=workers, rank=rank, world_size=world)
+        loader.set_epoch(epoch)
+        out[rank] = list(loader)
+        assert len(out[rank]) == len(loader)
+        assert loader.epoch_summary()["videos_delivered"] == len(out[rank]) * c.batch_size
+    return out
+
+
+@pytest.mark.parametrize("per_shard", [6, 1])          # 2 shards (fewer than workers) and 12 (more)
+@pytest.mark.parametrize("world,workers", [(1, 1), (1, 4), (2, 2), (3, 2)])
+def test_every_video_is_delivered_once_per_epoch(flat_videos, per_shard, world, workers):
+    c = cfg(build_set(flat_videos, per_shard), batch_size=2)
+    usable = 11                                  # 12 videos, one too short
+    global_batch = 2 * world
+    seen_over_epochs = set()
     for epoch in (0, 1):
-        per_rank, seen = [], Counter()
-        for rank in range(world):
-            loader = PairLoader(c, num_workers=workers, rank=rank, world_size=world)
-            loader.set_epoch(epoch)
-            expected = len(loader)
-            n = 0
-            for b in loader:
-                n += 1
-                seen.update(b["video_id"])
-            assert n == expected
-            per_rank.append(n)
-        assert len(set(per_rank)) == 1 and per_rank[0] > 0
-        assert max(seen.values()) == 1  # no video twice in an epoch, across ranks and workers
+        got = epoch_of(c, world, workers, epoch)
+        assert len({len(b) for b in got.values()}) == 1          # every rank the same number of batches
+        ids = [v for bs in got.values() for b in bs for v in b["video_id"]]
+        assert len(ids) == len(set(ids))                         # no video twice in an epoch
+        assert len(ids) == usable // global_batch * global_batch > usable - global_batch
+        seen_over_epochs |= set(ids)
+    assert len(seen_over_epochs) == usable        # what one epoch could not fit opens the next
+
+
+def test_a_set_smaller_than_one_global_batch_names_the_numbers_and_keys(flat_shards):
+    with pytest.raises(ValueError, match=r"11 usable videos are fewer than one global batch of 12 "
+                                         r"\(data.batch_size 4 x world size 3\): lower data.batch_size"):
+        ClipPairStream(cfg(flat_shards, batch_size=4), world_size=3)
+
+
+def test_workers_persist_across_epochs_and_follow_the_epoch(flat_shards):
+    c = cfg(flat_shards, batch_size=2)
+    loader = PairLoader(c, num_workers=2)
+    epochs = [list(loader) for _ in range(3)]
+    pids = {w.pid for w in loader._loader._iterator._workers}
+    assert len(pids) == 2
+    loader.set_epoch(3)
+    list(loader)
+    assert {w.pid for w in loader._loader._iterator._workers} == pids
+    fresh = PairLoader(c, num_workers=2)
+    fresh.set_epoch(2)
+    again = list(fresh)
+    assert [b["video_id"] for b in again] == [b["video_id"] for b in epochs[2]] != [b["video_id"] for b in epochs[1]]
+    assert all(torch.equal(x["clip1"], y["clip1"]) for x, y in zip(again, epochs[2]))
 
 
 def test_deterministic_for_seed_and_epoch(flat_shards):
@@ -101,12 +142,6 @@ def test_deterministic_for_seed_and_epoch(flat_shards):
     assert [x["video_id"] for x in c] != [x["video_id"] for x in a]
     d = collect(ClipPairStream(cfg(flat_shards, seed=5)))
     assert [x["video_id"] for x in d] != [x["video_id"] for x in a]
-
-
-def test_round_robin_skips():
-    assert round_robin_skips([3, 1, 2], 0) == [0, 0, 0]
-    assert round_robin_skips([3, 1, 2], 4) == [2, 1, 1]
-    assert round_robin_skips([3, 1, 2], 6) == [3, 1, 2]
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -141,12 +176,17 @@ def test_split_filter(flat_shards):
         ClipPairStream(cfg(flat_shards, split="7"))
 
 
-def test_http_source_streams_the_same_batches(flat_shards):
-    local = collect(ClipPairStream(cfg(flat_shards)))
+def test_http_source_streams_the_same_pairs(flat_shards):
+    """Streamed shards come in another order (whole shards, front to back), with the same pair per video."""
+    def by_video(batches):
+        return {b["video_id"][0]: b for b in batches}
+
+    local = by_video(collect(ClipPairStream(cfg(flat_shards, batch_size=1))))
     with plain_http_server(flat_shards) as url:
-        remote = collect(ClipPairStream(cfg(url)))
-        assert [x["video_id"] for x in remote] == [x["video_id"] for x in local]
-        assert all(torch.equal(x["clip1"], y["clip1"]) for x, y in zip(local, remote))
+        remote = by_video(collect(ClipPairStream(cfg(url, batch_size=1))))
+    assert local.keys() == remote.keys() and len(local) == 11
+    assert all(torch.equal(local[v]["clip1"], remote[v]["clip1"]) and torch.equal(local[v]["idx2"], remote[v]["idx2"])
+               for v in local)
 
 
 def test_missing_remote_shard_is_a_clear_error(flat_shards, tmp_path):
@@ -166,10 +206,14 @@ def test_truncated_shard_names_shard_and_video_or_is_skipped_and_counted(flat_sh
     t.write_bytes(t.read_bytes()[: int(t.stat().st_size * 0.7)])
     with pytest.raises(ShardDataError, match=r"ucf101-000001.tar.*video v_\w+"):
         collect(ClipPairStream(cfg(bad, batch_size=1)))
-    ds = ClipPairStream(cfg(bad, batch_size=1, skip_errors=True))
+    ds = ClipPairStream(cfg(bad, batch_size=1, skip_errors=True, max_skip_fraction=0.5))
     got = collect(ds)
     assert len(got) == ds.batches_per_epoch()
     assert len(ds.errors) >= 1 and "ucf101-000001.tar" in ds.errors[0]
+    assert ds.skipped() == len(ds.errors) >= 1
+    with pytest.raises(ShardDataError, match=r"rank 0 worker 0 in epoch 0: 1 of its 11 samples skipped, more than "
+                                             r"data.max_skip_fraction 0.01; first: shard .*ucf101-000001.tar"):
+        collect(ClipPairStream(cfg(bad, batch_size=1, skip_errors=True)))
 
 
 def test_a_sample_the_index_does_not_know_is_an_error_when_streaming(flat_shards, tmp_path):
@@ -224,9 +268,3 @@ def test_member_names_that_leave_the_folder_are_never_written(flat_shards, tmp_p
     assert set(p.name for p in tmp_path.iterdir()) == before and not list(work.iterdir())
     assert not (tmp_path / "escaped.00000.jpg").exists() and not __import__("os").path.exists("/tmp/absolute_escape.00000.jpg")
     assert any("has no row in the index" in e and "../escaped" in e for e in ds.errors)
-
-
-def test_resume_point_rotates_to_the_worker_due_next():
-    assert resume_point([3, 3], 3) == ([2, 1], 1)
-    assert resume_point([3, 1, 2], 4) == ([2, 1, 1], 2)   # worker 1 is done: worker 2 is next
-    assert resume_point([1, 3], 3) == ([1, 2], 1)         # worker 0 is done; worker 1 continues

@@ -1,0 +1,297 @@
+"""The clip-pair loader: an IterableDataset over the epoch plan, and a resumable DataLoader on it.
+
+Each DataLoader worker computes its part of the epoch plan (shards.epoch_plan) from (seed, epoch)
+itself, so workers persist across epochs: the epoch and the batches already delivered reach them
+through a small shared-memory tensor written before each epoch's iteration starts.
+
+Determinism and resume. Everything a batch depends on is a function of (seed, epoch, rank, worker)
+and of the video (its pair is drawn from (seed, epoch, key)). "n batches delivered" says how many
+each worker had produced (round-robin), so a resumed epoch has each worker pass over that many.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import random
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .clips import CorruptFrame
+from .epoch_plan import (EpochOrder, batches_done, batches_per_rank, role_of, worker_quotas, worker_rows)
+from .errors import CstpError
+from .index import ShardIndex, read_index
+from .pairs import decode_pair, draw, fill, new_batch
+from .readers import ReadContext, ShardDataError, local_samples, streamed_samples
+from .sampling import PairConfig, min_frames
+from .sources import is_url
+
+MAX_PASSES = 3   # with skip_errors, re-reads of a worker's videos to make up for skipped samples
+PREFETCH = 2     # batches the DataLoader asks of each worker ahead (its prefetch_factor)
+# A worker writes its batches into a ring of shared-memory buffers that the main process made (and
+# mapped) before the workers started, and sends only the slot: no shared-memory file, no file
+# descriptor passing, no pickled tensor per batch. At most PREFETCH + 1 of a worker's batches are
+# in flight (the DataLoader asks no more of it), and the main process copies each batch out of the
+# ring before it asks for the next: so a slot is never rewritten while it is read.
+RING = PREFETCH + 2
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamConfig:
+    shards: str                       # shard set folder or URL
+    batch_size: int = 8
+    split: str | None = None          # e.g. "1"; None: every ok video
+    role: int = 1                     # SPLIT_TRAIN
+    seed: int = 0
+    shuffle_buffer: int = 32          # samples a streaming worker holds for its shuffle
+    out_size: tuple[int, int] = (112, 112)
+    pair: PairConfig = PairConfig()
+    skip_errors: bool = False         # skip (and count) broken shards and samples instead of raising
+    max_skip_fraction: float = 0.01   # with skip_errors: stop once more than this fraction of an epoch is skipped
+    io_timeout: float = 60.0          # seconds allowed per remote read
+    io_retries: int = 3               # retries of a transient remote error, with backoff
+
+
+def dist_env() -> tuple[int, int]:
+    """(rank, world size) from torch.distributed when initialised, else torchrun's environment."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+class _WorkerFailure:
+    """An expected error raised in a worker, carried to the main process whole (the DataLoader
+    would re-raise it with its traceback as the message)."""
+
+    def __init__(self, exc: CstpError):
+        self.exc = exc
+
+
+class ClipPairStream(torch.utils.data.IterableDataset):
+    def __init__(self, cfg: StreamConfig, num_workers: int = 0, rank: int | None = None,
+                 world_size: int | None = None, index: ShardIndex | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.index = index if index is not None else read_index(cfg.shards)
+        r, w = dist_env()
+        self.rank = r if rank is None else rank
+        self.world_size = w if world_size is None else world_size
+        self.num_workers = max(1, num_workers)
+        self.selected = self.index.select(cfg.split, cfg.role if cfg.split is not None else None)
+        ok = self.index.n_frames[self.selected] >= min_frames(cfg.pair)
+        # Reported, never silent: videos too short for a clip pair are left out of training.
+        self.too_short = [str(self.index.video_id[r]) for r in self.selected[~ok]]
+        rows = self.selected[ok]
+        self.rows = rows[np.lexsort((self.index.frame_offset[self.index.frame_ptr[rows]], self.index.shard[rows]))]
+        self.batches = batches_per_rank(len(self.rows), cfg.batch_size, self.world_size, f"{cfg.shards}: ")
+        self.order = EpochOrder(self.rows, self.index.shard[self.rows], cfg.seed,
+                                self.batches * cfg.batch_size * self.world_size, whole_shards=is_url(cfg.shards))
+        self.keys = self.index.keys()
+        self.key_row = {k: r for r, k in enumerate(self.keys)}
+        self.errors: list[str] = []
+        # [epoch, delivered, samples skipped by each worker slot]: shared with persistent workers
+        self.shared = torch.zeros(2 + self.num_workers, dtype=torch.int64).share_memory_()
+        self.ring: list[list[dict]] | None = None
+
+    def batches_per_epoch(self, epoch: int | None = None) -> int:
+        return self.batches
+
+    def set_epoch(self, epoch: int, delivered: int = 0) -> None:
+        """Start ``epoch``, as if ``delivered`` of its batches had already been handed out."""
+        self.shared[0], self.shared[1] = epoch, delivered
+
+    @property
+    def epoch(self) -> int:
+        return int(self.shared[0])
+
+    def skipped(self) -> int:
+        return int(self.shared[2:].sum())
+
+    def reset_skipped(self) -> None:
+        self.shared[2:] = 0
+
+    # -- one worker's epoch -------------------------------------------------------------------
+    def __iter__(self) -> Iterator[dict]:
+        info = torch.utils.data.get_worker_info()
+        slot, n_workers = (0, 1) if info is None else (info.id, info.num_workers)
+        if n_workers != self.num_workers:
+            raise RuntimeError(f"ClipPairStream was planned for {self.num_workers} workers but runs in "
+                               f"{n_workers}: pass num_workers= to both")
+        epoch, delivered = int(self.shared[0]), int(self.shared[1])
+        worker = role_of(slot, n_workers, delivered)
+        quota = worker_quotas(self.batches, n_workers)[worker]
+        rows = worker_rows(self.order.delivered(epoch), self.rank, worker, self.cfg.batch_size, n_workers, self.batches)
+        ring = info is not None and self.ring is not None     # a plain DataLoader gets fresh batches
+        buffers = self._ring_of(slot) if ring else None
+        batches = self._batches(rows, epoch, worker, slot, quota, batches_done(worker, n_workers, delivered), buffers)
+        if info is None:
+            yield from batches
+            return
+        try:
+            for k, batch in enumerate(batches):
+                yield {"ring": (slot, k % RING), "video_id": batch["video_id"]} if ring else batch
+        except CstpError as exc:
+            yield _WorkerFailure(exc)
+
+    def make_ring(self) -> None:
+        """RING shared-memory batch buffers per worker slot, made before the workers start (they
+        inherit them), so that a batch crosses to the main process as a slot number alone."""
+        self.ring = [[new_batch(self.cfg.batch_size, self.cfg.pair.clip_len, self.cfg.out_size) for _ in range(RING)]
+                     for _ in range(self.num_workers)]
+        for b in (b for slot in self.ring for b in slot):
+            for v in b.values():
+                if isinstance(v, torch.Tensor):
+                    v.share_memory_()
+
+    def _ring_of(self, slot: int) -> Iterator[dict]:
+        for k in itertools.count():
+            batch = self.ring[slot][k % RING]
+            batch["video_id"] = []
+            yield batch
+
+    def _batches(self, rows: np.ndarray, epoch: int, worker: int, slot: int, quota: int, done: int,
+                 buffers: Iterator[dict] | None) -> Iterator[dict]:
+        B, cfg = self.cfg.batch_size, self.cfg
+        self._budget = (quota * B, slot, f"rank {self.rank} worker {worker} in epoch {epoch}")
+        produced, filled, batch = done, 0, None
+        for row, pair, frames in self._samples(rows, epoch, worker, done * B):
+            if produced >= quota:
+                break
+            try:
+                needed, decoded = decode_pair(pair, frames)
+            except CorruptFrame as exc:
+                self._fail(f"shard {self.ctx.shard_location(row)}: video {self.keys[row]}: frame {exc.position}: "
+                           f"{exc.reason}", 1)
+                continue
+            if batch is None:
+                batch = next(buffers) if buffers is not None else new_batch(B, cfg.pair.clip_len, cfg.out_size)
+            fill(batch, filled, pair, needed, decoded, int(self.index.label[row]), str(self.index.video_id[row]),
+                 cfg.out_size)
+            filled += 1
+            if filled == B:
+                produced, filled = produced + 1, 0
+                yield batch
+                batch = None
+        if produced < quota:
+            raise ShardDataError(f"rank {self.rank} worker {worker} produced {produced} of its {quota} batches "
+                                 f"in epoch {epoch}; errors: {self.errors[:3]}")
+
+    def _samples(self, rows: np.ndarray, epoch: int, worker: int, skip: int) -> Iterator:
+        """The worker's (row, pair, frames), its first ``skip`` passed over (a resumed epoch).
+
+        With ``skip_errors`` a skipped sample leaves the worker short of its quota; it then reads its
+        videos again in another order (repeats, rather than a rank that stalls the others)."""
+        cfg = self.cfg
+        self.ctx = ReadContext(self.index, self.keys, self.key_row, str(cfg.shards), cfg.io_timeout, cfg.io_retries,
+                               lambda row: draw(cfg.seed, epoch, self.keys[row], int(self.index.n_frames[row]),
+                                                int(self.index.attrs["height"]), int(self.index.attrs["width"]), cfg.pair),
+                               self._fail)
+        streamed = is_url(cfg.shards)
+        for p in range(MAX_PASSES if cfg.skip_errors else 1):
+            order = rows if p == 0 else rows[np.random.default_rng([cfg.seed, epoch, self.rank, worker, p]).permutation(len(rows))]
+            if streamed:
+                items = _shuffled(streamed_samples(self.ctx, order), cfg.shuffle_buffer,
+                                  random.Random(f"{cfg.seed}-{epoch}-{self.rank}-{worker}-{p}"))
+                for n, item in enumerate(items):
+                    if p > 0 or n >= skip:
+                        yield item
+            else:
+                # read by offset: the delivered samples need not be read at all
+                yield from local_samples(self.ctx, order[skip:] if p == 0 else order)
+
+    def _fail(self, msg: str, lost: int) -> None:
+        if not self.cfg.skip_errors:
+            raise ShardDataError(msg)
+        self.errors.append(msg)
+        total, slot, who = self._budget
+        self.shared[2 + slot] += lost
+        skipped = int(self.shared[2 + slot])
+        if skipped > self.cfg.max_skip_fraction * total:
+            raise ShardDataError(f"{who}: {skipped} of its {total} samples skipped, more than data.max_skip_fraction "
+                                 f"{self.cfg.max_skip_fraction}; first: {self.errors[0]}")
+
+
+def _shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:
+    buf = []
+    for item in items:
+        buf.append(item)
+        if len(buf) >= size:
+            yield buf.pop(rng.randrange(len(buf)))
+    while buf:
+        yield buf.pop(rng.randrange(len(buf)))
+
+
+class PairLoader:
+    """A DataLoader over a ClipPairStream with persistent workers, counting delivered batches so it
+    can be resumed mid-epoch."""
+
+    def __init__(self, cfg: StreamConfig, num_workers: int = 0, rank: int | None = None,
+                 world_size: int | None = None, pin_memory: bool | None = None):
+        self.dataset = ClipPairStream(cfg, num_workers=num_workers, rank=rank, world_size=world_size)
+        self.num_workers = num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.epoch = 0
+        self.delivered = 0
+        self._loader = None
+        self._videos: set[str] = set()
+
+    def __len__(self) -> int:
+        return self.dataset.batches
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.delivered = epoch, 0
+
+    def epoch_summary(self) -> dict:
+        """The latest epoch on this rank: videos in the split (all ranks), distinct videos this rank
+        delivered, samples its workers skipped (skip_errors)."""
+        return {"videos_in_split": len(self.dataset.selected), "videos_delivered": len(self._videos),
+                "samples_skipped": self.dataset.skipped()}
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "delivered": self.delivered, "seed": self.dataset.cfg.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("seed", self.dataset.cfg.seed) != self.dataset.cfg.seed:
+            raise ValueError(f"loader state is for seed {state['seed']}, this loader has {self.dataset.cfg.seed}")
+        self.epoch, self.delivered = int(state["epoch"]), int(state["delivered"])
+
+    def _source(self):
+        if not self.num_workers:
+            return iter(self.dataset)
+        if self._loader is None:
+            self.dataset.make_ring()
+            # pinning happens in _owned: the workers send slot numbers, not tensors
+            self._loader = torch.utils.data.DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers,
+                                                       persistent_workers=True, prefetch_factor=PREFETCH)
+        return iter(self._loader)
+
+    def _owned(self, batch: dict) -> dict:
+        """The batch in memory of its own (pinned when pinning). A worker's batch is copied out of
+        its ring slot here, before the next one is asked for."""
+        if "ring" in batch:
+            slot, k = batch["ring"]
+            batch = {**self.dataset.ring[slot][k], "video_id": batch["video_id"]}
+        elif not self.pin_memory:
+            return batch
+        return {key: torch.empty_like(v, pin_memory=self.pin_memory).copy_(v) if isinstance(v, torch.Tensor) else v
+                for key, v in batch.items()}
+
+    def __iter__(self) -> Iterator[dict]:
+        if self.delivered == 0:
+            self._videos = set()
+            self.dataset.reset_skipped()
+        self.dataset.set_epoch(self.epoch, self.delivered)
+        for batch in self._source():
+            if isinstance(batch, _WorkerFailure):
+                raise batch.exc
+            batch = self._owned(batch)
+            self.delivered += 1
+            self._videos.update(batch["video_id"])
+            yield batch
+        if self.delivered != len(self):
+            raise ShardDataError(f"epoch {self.epoch} delivered {self.delivered} of {len(self)} batches")
+        self.epoch += 1
+        self.delivered = 0
