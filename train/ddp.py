@@ -91,6 +91,14 @@ def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
+def all_ranks_true(flag: torch.Tensor) -> bool:
+    """A boolean tensor's value, AND-ed over ranks, so every rank takes the same decision."""
+    if is_dist():
+        flag = flag.to(torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
 def barrier() -> None:
     if is_dist():
         dist.barrier()
