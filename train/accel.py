@@ -44,7 +44,10 @@ class CompiledOrEager:
         try:
             return self.fn(*args, **kw)
         except Exception as exc:  # noqa: BLE001 - any compiler failure; a real model error recurs eager
-            self.say(f"torch.compile failed ({type(exc).__name__}: {one_line(exc)[:200]}); training eager")
+            root = exc
+            while (inner := getattr(root, "inner_exception", None) or root.__cause__) is not None:
+                root = inner                       # dynamo wraps the compiler's own error
+            self.say(f"torch.compile failed ({type(root).__name__}: {one_line(root)[:200]}); training eager")
             self.fn = self.eager
             return self.fn(*args, **kw)
 
