@@ -41,7 +41,7 @@ def test_a_resume_drops_the_records_past_its_checkpoint_and_a_torn_line(tmp_path
     path = tmp_path / LOG
     lines = [{"event": "start", "step": 0}, *({"step": s, "loss": 1.0} for s in range(1, 6)), {"event": "epoch", "step": 3}]
     path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 6, "lo')
-    assert truncate_log(path, 3) == 4
+    assert truncate_log(path, 3) == 3          # steps 4 and 5 and the torn line
     assert [(r.get("event"), r["step"]) for r in records(path)] == [("start", 0), (None, 1), (None, 2), (None, 3),
                                                                    ("epoch", 3)]
 
