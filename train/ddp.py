@@ -99,6 +99,12 @@ def all_ranks_true(flag: torch.Tensor) -> bool:
     return bool(flag.item())
 
 
+def agreed(exc: Exception) -> Exception:
+    """Mark a failure every rank reached together (after an agreement), so only rank 0 reports it."""
+    exc.all_ranks = True
+    return exc
+
+
 def barrier() -> None:
     if is_dist():
         dist.barrier()

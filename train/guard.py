@@ -53,7 +53,7 @@ class BadStepGuard:
         self.bad += 1
         values = {k: float(v.detach().float()) for k, v in terms.items()}
         if self.bad > self.max_bad:
-            raise RunFailed(bad_step_message(step, values, self.bad, self.max_bad))
+            raise D.agreed(RunFailed(bad_step_message(step, values, self.bad, self.max_bad)))
         with torch.no_grad():
             for b, s in zip(self.model.buffers(), self._saved):
                 b.copy_(s)

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from shards.augment import AugmentConfig, augment_pair
-from shards.errors import RunFailed
+from shards.errors import CstpError, RunFailed, one_line
 
 from . import ddp as D
 from .accel import to_format
@@ -100,7 +100,7 @@ class Trainer:
             except RunFailed as exc:
                 err = exc
         if not D.all_ranks_true(torch.tensor(err is None, device=self.device)):
-            raise err or RunFailed(f"step {self.step}: rank 0 could not write its checkpoint")
+            raise D.agreed(err or RunFailed(f"step {self.step}: rank 0 could not write its checkpoint"))
 
     def run(self) -> dict | None:
         """Train to ``total`` steps; returns the end-of-run record on rank 0."""
@@ -131,6 +131,12 @@ class Trainer:
                         break
                 if self.loader.epoch != epoch or self.loader.delivered >= len(self.loader):
                     self.log.event("epoch", self.step, epoch=epoch, **self.loader.epoch_summary())
+        except CstpError as exc:
+            if D.world_size() > 1 and not getattr(exc, "all_ranks", False):
+                # a failure this rank met alone (its shards, say): it reports it, naming itself
+                exc.args = (f"rank {self.rank}: {one_line(exc)}",)
+                exc.rank_only = True
+            raise
         finally:
             bar.close()        # an error's one line must not land on the bar's line
         return self.log.summary(self.step) if self.rank == 0 else None

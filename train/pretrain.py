@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return train(args)
     except CstpError as exc:
-        if int(os.environ.get("RANK", 0)) != 0:
-            raise SystemExit(exc.exit_code) from None    # rank 0 reports it, once
+        if int(os.environ.get("RANK", 0)) != 0 and not getattr(exc, "rank_only", False):
+            raise SystemExit(exc.exit_code) from None    # every rank met it; rank 0 reports it, once
         raise
     finally:
         D.cleanup()
