@@ -1,84 +1,118 @@
-"""Clips per second of one CSTP training step (SimCLR + all pretext heads, forward + backward +
-SGD step, augmentation included) for each backbone at 16 x 112 x 112, on the device at hand.
+"""Clips per second of one CSTP training step, pretrain.py's own step (augmentation, SimCLR + every
+pretext head, backward, the non-finite check, SGD), per backbone, eager vs channels_last_3d vs
+torch.compile, on the device at hand (CUDA if there is one).
 
-    python bench/train_step.py [--batch 4] [--steps 3] [--backbones r21d_10,r3d_18] [--shards DIR]
+    python bench/train_step.py [--batch 4] [--steps 5] [--frames 16] [--size 112] [--backbones r21d_10,r3d_18]
+    python bench/train_step.py --batch 2 --steps 3 --frames 8 --size 64 --width 0.25 --backbones r21d_10   # CPU-sized
 
-With --shards, batches come from the real loader (2 workers) and the data-wait fraction is printed.
+Batches are generated on the device, so the figures are the step's alone; each timing runs between
+synchronised points after --warmup steps (which include compilation). With --shards, batches come
+from the real loader instead and the data-wait fraction is printed too.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from shards.errors import parser  # noqa: E402
+from train.accel import maybe_compile, memory_format, setup_device  # noqa: E402
+from train.backbones import BACKBONES  # noqa: E402
+from train.config import load_config  # noqa: E402
+from train.loop import Trainer  # noqa: E402
+from train.model import CSTPModel  # noqa: E402
+from train.optim import build_optimizer  # noqa: E402
+from train.runlog import RunLog  # noqa: E402
 
-def main() -> int:
-    from shards.augment import AugmentConfig, augment
-    from train.backbones import BACKBONES
-    from train.config import load_config
-    from train.model import CSTPModel
-    from train.optim import build_optimizer
+VARIANTS = {                      # name: (channels_last, compile)
+    "eager": (False, False),
+    "channels_last": (True, False),
+    "compile": (True, True),      # what pretrain.py does on CUDA by default
+}
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+
+def device_batches(cfg: dict, batch: int, device: torch.device):
+    """Endless batches of random uint8 clips and labels, made on the device."""
+    d = cfg["data"]
+    g = torch.Generator(device=device).manual_seed(0)
+    shape = (batch, 3, d["clip_len"], d["out_size"], d["out_size"])
+    ranges = {"rate": len(d["rates"]), "rot1": len(d["rotations"]), "rot2": len(d["rotations"]),
+              "overlap_s": d["n_overlaps"], "overlap_t": d["n_overlaps"]}
+    while True:
+        yield {"clip1": torch.randint(0, 256, shape, dtype=torch.uint8, device=device, generator=g),
+               "clip2": torch.randint(0, 256, shape, dtype=torch.uint8, device=device, generator=g),
+               **{k: torch.randint(0, n, (batch,), device=device, generator=g) for k, n in ranges.items()}}
+
+
+def measure(cfg: dict, device: torch.device, variant: str, batches, warmup: int, steps: int) -> tuple[float, float]:
+    """(clips/s, data-wait fraction) of ``steps`` training steps after ``warmup`` of them."""
+    channels_last, compiled = VARIANTS[variant]
+    torch.manual_seed(0)
+    model = CSTPModel(cfg)
+    fmt = memory_format(channels_last)
+    model.to(device, memory_format=fmt)
+    opt, sched = build_optimizer(model, cfg["optim"], cfg["data"]["batch_size"], 0, 10 ** 6)
+    net = maybe_compile(model, compiled, lambda m: print(f"    {m}"))
+    t = Trainer(cfg=cfg, model=model, net=net, opt=opt, sched=sched, loader=None, device=device, fmt=fmt, rank=0,
+                out=Path("."), log=RunLog(Path("."), start_step=0, log_every=1, clips_per_step=0, tensorboard=False,
+                                          enabled=False), total=10 ** 6)
+    model.train()
+    for _ in range(warmup):
+        t.train_step(next(batches))
+    wait = 0.0
+    start = time.perf_counter()          # the warm-up's last step ended with the step's sync
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        b = next(batches)
+        wait += time.perf_counter() - t0
+        t.train_step(b)                  # ends with the non-finite check, a device sync
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    return 2 * cfg["data"]["batch_size"] * steps / elapsed, wait / elapsed
+
+
+def main(argv=None) -> int:
+    p = parser("bench/train_step.py", __doc__)
     p.add_argument("--batch", type=int, default=4, help="clip pairs per step")
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--backbones", default=",".join(sorted(BACKBONES)))
-    p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--shards", help="shard set for a real loader (measures data wait)")
-    args = p.parse_args()
+    p.add_argument("--steps", type=int, default=5, help="timed steps per variant")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocation, autotuning, compilation)")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip")
+    p.add_argument("--size", type=int, default=112, help="clip height and width")
+    p.add_argument("--backbones", default=",".join(sorted(BACKBONES)), help="comma-separated backbone names")
+    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {list(VARIANTS)}")
+    p.add_argument("--shards", help="shard set for the real loader (2 workers) instead of device batches")
+    args = p.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else f'CPU, {torch.get_num_threads()} threads'}; "
-          f"{args.batch} pairs/step, 16x112x112, bf16 autocast: {device.type == 'cuda'}")
-    loader = None
-    if args.shards:
-        from train.pretrain import make_loader
-
-        lcfg = load_config(None, [f"data.shards={args.shards}", f"data.batch_size={args.batch}", "data.num_workers=2"])
-        loader = make_loader(lcfg, 0, 1)
+    setup_device(device)
+    what = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {what}; {args.batch} pairs/step, {args.frames}x{args.size}x{args.size}, "
+          f"bf16 autocast: {device.type == 'cuda'}; {args.warmup} warm-up + {args.steps} timed steps")
     for name in args.backbones.split(","):
-        cfg = load_config(None, ["data.shards=x", f"model.backbone={name}", f"model.width={args.width}"])
-        model = CSTPModel(cfg).to(device).train()
-        opt, sched = build_optimizer(model, cfg["optim"], args.batch, 0, 1000)
-        g = torch.Generator(device=device).manual_seed(0)
+        cfg = load_config(None, [f"data.shards={args.shards or 'x'}", f"model.backbone={name}",
+                                 f"model.width={args.width}", f"data.batch_size={args.batch}",
+                                 f"data.clip_len={args.frames}", f"data.out_size={args.size}", "data.num_workers=2"])
+        params = sum(x.numel() for x in CSTPModel(cfg).backbone.parameters()) / 1e6
+        base = None
+        for variant in args.variants.split(","):
+            if args.shards:
+                from train.pretrain import make_loader
 
-        def batches():
-            if loader is not None:
-                while True:
-                    yield from loader
-            while True:
-                yield {"clip1": torch.randint(0, 256, (args.batch, 3, 16, 112, 112), dtype=torch.uint8),
-                       "clip2": torch.randint(0, 256, (args.batch, 3, 16, 112, 112), dtype=torch.uint8),
-                       **{k: torch.randint(0, 4, (args.batch,)) for k in ("rate", "rot1", "rot2", "overlap_s", "overlap_t")}}
-
-        it = batches()
-        times, waits = [], []
-        for s in range(args.steps + 1):
-            t0 = time.perf_counter()
-            b = next(it)
-            t1 = time.perf_counter()
-            x1 = augment(b["clip1"].to(device), AugmentConfig(), g)
-            x2 = augment(b["clip2"].to(device), AugmentConfig(), g)
-            labels = {k: b[k].to(device) for k in ("rate", "rot1", "rot2", "overlap_s", "overlap_t")}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss, _, _ = model(x1, x2, labels)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t2 = time.perf_counter()
-            if s > 0:                       # the first step pays for allocation and kernel choice
-                times.append(t2 - t0)
-                waits.append(t1 - t0)
-        clips = 2 * args.batch * len(times) / sum(times)
-        extra = f", data wait {sum(waits) / sum(times):.0%}" if loader is not None else ""
-        params = sum(p.numel() for p in model.method.backbone.parameters()) / 1e6
-        print(f"  {name:12s} {params:6.1f} M params: {clips:8.1f} clips/s{extra}")
+                loader = make_loader(cfg, 0, 1)
+                batches = (b for _ in iter(int, 1) for b in loader)
+            else:
+                batches = device_batches(cfg, args.batch, device)
+            rate, wait = measure(cfg, device, variant, batches, args.warmup, args.steps)
+            base = base or rate
+            extra = f", data wait {wait:.0%}" if args.shards else ""
+            print(f"  {name:12s} {params:6.1f} M params  {variant:14s} {rate:8.1f} clips/s  "
+                  f"x{rate / base:.2f} vs {args.variants.split(',')[0]}{extra}", flush=True)
     return 0
 
 

@@ -1,7 +1,8 @@
-"""Checkpoints: written atomically, loaded without unpickling arbitrary objects.
+"""Checkpoints: built from the run's parts, checked before they are written (every key present, every
+weight finite), written atomically, loaded without unpickling arbitrary objects.
 
 Contract (DESIGN.md): {"format_version", "config", "step", "epoch", "backbone", "model", "optimizer",
-"scheduler", "scaler", "rng", "loader"}. Evaluation needs only "config" and "backbone".
+"scheduler", "rng", "loader"}. Evaluation needs only "config" and "backbone".
 """
 from __future__ import annotations
 
@@ -10,16 +11,18 @@ import re
 import uuid
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from shards.errors import InputError
+from shards.errors import InputError, RunFailed, one_line
 
 from .backbones import build_backbone
 
 FORMAT_VERSION = 1
-KEYS = ("format_version", "config", "step", "epoch", "backbone", "model", "optimizer", "scheduler", "scaler", "rng", "loader")
+KEYS = ("format_version", "config", "step", "epoch", "backbone", "model", "optimizer", "scheduler", "rng", "loader")
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
+_TMP = re.compile(r"^\..+\.tmp-[0-9a-f]{8}$")      # what a save killed before its rename leaves
 
 
 class CheckpointError(InputError, ValueError):
@@ -30,16 +33,47 @@ def checkpoint_name(step: int) -> str:
     return f"ckpt-{step:08d}.pt"
 
 
-def save_checkpoint(path: str | Path, payload: dict) -> Path:
+def export_backbone(model) -> dict:
+    """The backbone's weights as evaluation loads them (torchvision's layout where it has one)."""
+    bb = model.backbone
+    return bb.torchvision_state_dict() if hasattr(bb, "torchvision_state_dict") else bb.state_dict()
+
+
+def build_payload(*, step: int, model, optimizer, scheduler, loader, config: dict) -> dict:
+    return {
+        "format_version": FORMAT_VERSION, "config": config, "step": step, "epoch": loader.epoch,
+        "backbone": export_backbone(model), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "rng": {"torch": torch.get_rng_state()}, "loader": loader.state_dict(),
+    }
+
+
+def nonfinite_tensors(state: dict) -> list[str]:
+    """Names of the floating-point tensors in ``state`` holding a NaN or an infinity (one device sync)."""
+    names = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()]
+    if not names:
+        return []
+    flags = torch.stack([torch.isfinite(state[k]).all().cpu() for k in names]).tolist()
+    return [k for k, ok in zip(names, flags) if not ok]
+
+
+def validate_payload(payload: dict) -> None:
+    """Refuse a payload that lacks a key (a bug: ValueError) or whose weights are not finite (RunFailed)."""
     missing = [k for k in KEYS if k not in payload]
     if missing:
         raise ValueError(f"checkpoint payload lacks {missing}")
-    path = Path(path)
+    for part in ("model", "backbone"):
+        bad = nonfinite_tensors(payload[part])
+        if bad:
+            raise RunFailed(f"step {payload['step']}: {len(bad)} {part} tensors are not finite ({', '.join(bad[:3])}"
+                            f"{', ...' if len(bad) > 3 else ''}); no checkpoint written, the earlier ones are kept")
+
+
+def _atomic_save(obj, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         with open(tmp, "wb") as f:
-            torch.save(payload, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -48,15 +82,30 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
     return path
 
 
+def save_checkpoint(path: str | Path, payload: dict) -> Path:
+    validate_payload(payload)
+    return _atomic_save(payload, Path(path))
+
+
+def save_backbone(path: str | Path, state: dict, step: int) -> Path:
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise RunFailed(f"step {step}: backbone tensors are not finite ({', '.join(bad[:3])}); {path} not written")
+    return _atomic_save(state, Path(path))
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Load and check a checkpoint; any file that is not one gets a one-line CheckpointError."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
     try:
         ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle, zip and EOF errors all mean "not a checkpoint"
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or foreign "
+                              f"({type(exc).__name__}: {one_line(exc)[:200]})") from None
     if not isinstance(ck, dict) or "format_version" not in ck:
         raise CheckpointError(f"{path}: not a CSTP checkpoint (no format_version)")
     if ck["format_version"] != FORMAT_VERSION:
@@ -74,17 +123,32 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if _NAME.match(p.name)), key=lambda p: int(_NAME.match(p.name)[1]))
 
 
-def find_resume(folder: str | Path) -> tuple[Path, dict] | None:
-    """The newest checkpoint in ``folder`` that loads and holds everything a resume needs."""
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files of saves that were killed before their rename; returns them."""
+    folder = Path(folder)
+    found = [p for p in folder.iterdir() if _TMP.match(p.name)] if folder.is_dir() else []
+    for p in found:
+        p.unlink(missing_ok=True)
+    return found
+
+
+def _warn(msg: str) -> None:
+    warnings.warn(msg, stacklevel=3)
+
+
+def find_resume(folder: str | Path, on_skip: Callable[[str], None] = _warn) -> tuple[Path, dict] | None:
+    """The newest checkpoint in ``folder`` that loads and holds everything a resume needs; each one
+    skipped on the way is reported through ``on_skip``."""
     for p in reversed(list_checkpoints(folder)):
         try:
             ck = load_checkpoint(p)
         except CheckpointError as exc:
-            warnings.warn(f"skipping unusable checkpoint: {exc}")
+            on_skip(f"skipping unusable checkpoint: {exc}")
             continue
-        if all(k in ck for k in KEYS):
+        missing = [k for k in KEYS if k not in ck]
+        if not missing:
             return p, ck
-        warnings.warn(f"skipping {p}: it lacks what a resume needs")
+        on_skip(f"skipping unusable checkpoint: {p} lacks {missing}, which a resume needs")
     return None
 
 
@@ -110,5 +174,5 @@ def load_backbone(ckpt: str, backbone: str = "r21d_10", width: float = 1.0, seed
         target.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"{ckpt}: its backbone weights do not fit {m['backbone']} "
-                              f"(width {m.get('width', 1.0)}): {str(exc).splitlines()[0]}") from None
+                              f"(width {m.get('width', 1.0)}): {one_line(exc)}") from None
     return bb, f"{ckpt} (step {ck.get('step')}, {m['backbone']} width {m.get('width', 1.0)})"

@@ -37,13 +37,49 @@ def world_size() -> int:
     return dist.get_world_size() if is_dist() else 1
 
 
+class _AllGather(torch.autograd.Function):
+    """All ranks' x stacked in rank order; backward sums every rank's gradient of this rank's part
+    (torch.distributed.nn's semantics, written out because that module is deprecated and warns)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.stack(parts)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[dist.get_rank()]
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the gradient of a sum over ranks is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, x):
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """All ranks' x concatenated in rank order, gradients flowing back to each rank's part."""
     if not is_dist():
         return x
-    from torch.distributed.nn.functional import all_gather
+    return _AllGather.apply(x).flatten(0, 1)
 
-    return torch.cat(all_gather(x), dim=0)
+
+def all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """The sum of x over ranks, differentiable (each rank's gradient is the sum of all ranks')."""
+    return _AllReduceSum.apply(x) if is_dist() else x
 
 
 @torch.no_grad()
@@ -53,6 +89,20 @@ def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts, dim=0)
+
+
+def all_ranks_true(flag: torch.Tensor) -> bool:
+    """A boolean tensor's value, AND-ed over ranks, so every rank takes the same decision."""
+    if is_dist():
+        flag = flag.to(torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def agreed(exc: Exception) -> Exception:
+    """Mark a failure every rank reached together (after an agreement), so only rank 0 reports it."""
+    exc.all_ranks = True
+    return exc
 
 
 def barrier() -> None:

@@ -1,40 +1,51 @@
-"""CSTP pretraining, under torchrun or as one plain process.
+"""CSTP self-supervised pretraining, under torchrun or as one plain process.
 
-    torchrun --nnodes 4 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \
+    torchrun --nnodes 4 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
         train/pretrain.py --config configs/cstp_r21d_ucf101.yaml data.shards=/shards/ucf101
     python train/pretrain.py --config configs/tiny_cpu.yaml data.shards=out/shards/ucf101
 
-Overrides are ``section.key=value`` (YAML values). ``--resume auto`` continues from the newest valid
-checkpoint in the run folder (a corrupt one is skipped with a warning).
+Overrides are section.key=value (YAML values). A run folder that holds checkpoints is continued
+with --resume auto (the newest valid checkpoint; a corrupt one is skipped with a warning), or
+started again with --overwrite.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
-import time
-import zlib
 from pathlib import Path
 
-import torch
-from torch.nn.parallel import DistributedDataParallel as DDP
+if __package__ in (None, ""):        # run by path: import this checkout's packages, not train/'s modules
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import torch  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
+
+from shards.errors import CstpError, InputError, command, parser
+
+from train import ddp as D
+from train.accel import maybe_compile, memory_format, setup_device, wanted
+from train.checkpoint import find_resume, load_checkpoint
+from train.config import dump_yaml, load_config, require_pretraining
+from train.loop import Trainer
+from train.model import CSTPModel
+from train.optim import build_optimizer
+from train.run_folder import prepare_run_folder
+from train.runlog import RunLog
+from train.sync_bn import convert_sync_bn
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pretrain.py", description="CSTP self-supervised pretraining")
-    p.add_argument("--config", help="YAML config (see configs/)")
+def build_parser():
+    p = parser("pretrain", __doc__)
+    p.add_argument("--config", help="YAML config (see configs/); without it the built-in defaults")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.epochs=5")
     p.add_argument("--out", help="run folder (overrides train.out)")
+    p.add_argument("--resume", default="none",
+                   help="'auto' (newest valid checkpoint in the run folder), 'none' (a new run), or a checkpoint path")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config as YAML and exit, touching no data")
-    p.add_argument("--resume", default="none", help="'auto' (newest valid checkpoint in the run folder), 'none', or a path")
-    p.add_argument("--exit-after-step", type=int, default=None, help=argparse.SUPPRESS)  # crash simulation in tests
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a folder that holds checkpoints, deleting its checkpoints and logs")
     return p
-
-
-def seed_for(*parts) -> int:
-    return zlib.crc32(json.dumps(parts).encode())
 
 
 def make_loader(cfg: dict, rank: int, world: int):
@@ -53,39 +64,60 @@ def make_loader(cfg: dict, rank: int, world: int):
     return PairLoader(sc, num_workers=d["num_workers"], rank=rank, world_size=world)
 
 
-def export_backbone(model, cfg: dict) -> dict:
-    bb = model.backbone
-    return bb.torchvision_state_dict() if hasattr(bb, "torchvision_state_dict") else bb.state_dict()
+def split_phrase(split) -> str:
+    if str(split) == "all":
+        return "every video of the shard set (data.split=all; data.split=1 trains on split 1's train part)"
+    return f"the train part of split {split} (data.split={split}; data.split=all trains on every video)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    from shards.augment import AugmentConfig, augment_pair
-    from train import ddp as D
-    from train.checkpoint import checkpoint_name, find_resume, load_checkpoint, prune, save_checkpoint, FORMAT_VERSION
-    from train.config import ConfigError, dump_yaml, load_config, require_pretraining
-    from train.model import CSTPModel
-    from train.optim import build_optimizer
-    from train.sync_bn import convert_sync_bn
+def start_summary(cfg: dict, videos: int, steps_per_epoch: int, total: int, start: int, world: int,
+                  device: torch.device, compiled: bool, channels_last: bool) -> str:
+    batch = cfg["data"]["batch_size"]
+    precision = "bf16 autocast" if device.type == "cuda" and cfg["train"]["bf16"] else "fp32"
+    return (f"training on {split_phrase(cfg['data']['split'])}: {videos} videos, "
+            f"{steps_per_epoch * batch * world} pairs per epoch; {steps_per_epoch} steps per epoch, "
+            f"{total} in total{f' (from step {start})' if start else ''}; world size {world}, "
+            f"global batch {batch * world} ({world} x {batch}); device {device}, {precision}, "
+            f"compile {'on' if compiled else 'off'}, channels_last {'on' if channels_last else 'off'}")
 
-    args = build_parser().parse_intermixed_args(argv)   # overrides may sit between options
-    try:
-        cfg = load_config(args.config, args.overrides)
-        if args.print_config:
-            print(dump_yaml(cfg))
-            return 0
-        require_pretraining(cfg, args.config)
-    except (ConfigError, FileNotFoundError) as exc:
-        print(f"pretrain: {exc}", file=sys.stderr)
-        return 2
+
+def say(msg: str, rank: int) -> None:
+    if rank == 0:
+        print(f"pretrain: {msg}", file=sys.stderr, flush=True)
+
+
+def resume_from(args, out: Path, rank: int) -> tuple[Path, dict] | None:
+    if args.resume == "none":
+        return None
+    if args.resume == "auto":
+        found = find_resume(out, on_skip=lambda m: say(f"warning: {m}", rank))
+        if found is None:
+            say(f"no usable checkpoint in {out}; starting from step 0", rank)
+        return found
+    return Path(args.resume), load_checkpoint(args.resume)
+
+
+def train(args) -> int:
+    cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(dump_yaml(cfg))
+        return 0
+    require_pretraining(cfg, args.config)
     if args.out:
         cfg["train"]["out"] = args.out
     tcfg = cfg["train"]
     out = Path(tcfg["out"])
+    is_main = int(os.environ.get("RANK", 0)) == 0
+    prepare_run_folder(out, args.resume, args.overwrite, is_main, lambda m: say(m, 0 if is_main else 1))
 
     rank, world, _, device = D.init_from_env()
+    setup_device(device)
     torch.manual_seed(tcfg["seed"])
     loader = make_loader(cfg, rank, world)
     steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise InputError(f"{cfg['data']['shards']}: no full batch of {cfg['data']['batch_size']} pairs per rank on "
+                         f"{world} ranks in {split_phrase(cfg['data']['split'])}; lower data.batch_size")
     total = steps_per_epoch * tcfg["epochs"]
     if tcfg["max_steps"]:
         total = min(total, int(tcfg["max_steps"]))
@@ -94,107 +126,62 @@ def main(argv: list[str] | None = None) -> int:
     model = CSTPModel(cfg)
     if world > 1 and cfg["model"]["sync_bn"]:
         model = convert_sync_bn(model, device)
-    model.to(device)
+    channels_last = wanted(tcfg["channels_last"], device)
+    fmt = memory_format(channels_last)
+    model.to(device, memory_format=fmt)
     opt, sched = build_optimizer(model, cfg["optim"], global_batch,
                                  int(cfg["optim"]["warmup_epochs"] * steps_per_epoch), total)
     step = 0
-    if args.resume != "none":
-        found = find_resume(out) if args.resume == "auto" else (Path(args.resume), load_checkpoint(args.resume))
-        if found:
-            path, ck = found
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            loader.load_state_dict(ck["loader"])
-            torch.set_rng_state(ck["rng"]["torch"])
-            step = int(ck["step"])
-            if rank == 0:
-                print(f"resumed from {path} at step {step} (epoch {loader.epoch}, batch {loader.delivered})", flush=True)
+    found = resume_from(args, out, rank)
+    if found:
+        path, ck = found
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        loader.load_state_dict(ck["loader"])
+        torch.set_rng_state(ck["rng"]["torch"])
+        step = int(ck["step"])
+        if rank == 0:
+            print(f"resumed from {path} at step {step} (epoch {loader.epoch}, batch {loader.delivered})", flush=True)
     net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
-    aug = AugmentConfig(**cfg["augment"])
+    compiled = wanted(tcfg["compile"], device)
+    net = maybe_compile(net, compiled, lambda m: say(m, rank))
 
-    writer = None
-    log = None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(cfg, indent=2))
-        log = open(out / "log.jsonl", "a")
-        if tcfg["tensorboard"]:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                writer = SummaryWriter(str(out / "tb"))
-            except ImportError:
-                print("pretrain: tensorboard is not installed; logging to log.jsonl only", file=sys.stderr)
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, initial=step, unit="step", disable=rank != 0, file=sys.stderr)
-
-    def save(final: bool = False):
-        if rank == 0:
-            payload = {
-                "format_version": FORMAT_VERSION, "config": cfg, "step": step, "epoch": loader.epoch,
-                "backbone": export_backbone(model, cfg), "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": {},
-                "rng": {"torch": torch.get_rng_state()}, "loader": loader.state_dict(),
-            }
-            save_checkpoint(out / checkpoint_name(step), payload)
-            prune(out, tcfg["keep_ckpts"])
-            if final:
-                torch.save(payload["backbone"], out / "backbone.pt")
-        D.barrier()
-
-    model.train()
-    t_ready = time.perf_counter()
-    while step < total:
-        for batch in loader:
-            t_batch = time.perf_counter()
-            clips = {k: batch[k].to(device, non_blocking=True) for k in ("clip1", "clip2")}
-            labels = {k: batch[k].to(device) for k in ("rate", "rot1", "rot2", "overlap_s", "overlap_t")}
-            gen = torch.Generator(device=device).manual_seed(seed_for(tcfg["seed"], step, rank))
-            x1, x2 = augment_pair({**clips, "rot1": labels["rot1"], "rot2": labels["rot2"]}, aug, gen)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and tcfg["bf16"]):
-                loss, parts, accs = net(x1, x2, labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg["optim"]["clip_grad"]:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["optim"]["clip_grad"])
-            opt.step()
-            sched.step()
-            step += 1
-            model.method.on_step(step / total)
-            t_done = time.perf_counter()
-            if rank == 0:
-                rec = {"step": step, "epoch": loader.epoch, "loss": loss.item(),
-                       **{f"loss_{k}": v.item() for k, v in parts.items()},
-                       **{f"acc_{k}": v.item() for k, v in accs.items()},
-                       "lr": sched.get_last_lr()[0],
-                       "clips_per_s": 2 * global_batch / max(t_done - t_ready, 1e-9),
-                       "data_wait": (t_batch - t_ready) / max(t_done - t_ready, 1e-9)}
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                bar.update(1)
-                bar.set_postfix(loss=f"{rec['loss']:.3f}")
-                if writer is not None and step % tcfg["log_every"] == 0:
-                    for k, v in rec.items():
-                        if k not in ("step", "epoch"):
-                            writer.add_scalar(k, v, step)
-            if step % tcfg["ckpt_every"] == 0 or step == total:
-                save(final=step == total)
-            if args.exit_after_step is not None and step == args.exit_after_step:
-                os._exit(3)          # as abrupt as a killed process: no clean-up, no final save
-            t_ready = time.perf_counter()
-            if step >= total:
-                break
-    bar.close()
-    if log:
-        log.close()
-    if writer:
-        writer.close()
+        (out / "config.yaml").write_text(dump_yaml(cfg))
+    log = RunLog(out, start_step=step, log_every=tcfg["log_every"], clips_per_step=2 * global_batch,
+                 tensorboard=tcfg["tensorboard"], enabled=rank == 0)
+    summary = start_summary(cfg, loader.epoch_summary()["videos_in_split"], steps_per_epoch, total, step, world,
+                            device, compiled, channels_last)
     if rank == 0:
-        print(f"done: {step} steps; checkpoint {out / checkpoint_name(step)}, backbone {out / 'backbone.pt'}")
-    D.cleanup()
+        print(summary, flush=True)
+    log.event("start", step, summary=summary, world_size=world, global_batch=global_batch, device=str(device))
+    trainer = Trainer(cfg=cfg, model=model, net=net, opt=opt, sched=sched, loader=loader, device=device, fmt=fmt,
+                      rank=rank, out=out, log=log, total=total, step=step)
+    try:
+        end = trainer.run()
+    finally:
+        log.close()
+    if rank == 0:
+        rate, wait = end["steady_clips_per_s"], end["steady_data_wait"]
+        steady = (f"{rate:.1f} clips/s, data wait {wait:.0%}" if rate is not None else "n/a")
+        print(f"done: {trainer.step} steps; steady state ({end['steps_measured']} steps, first "
+              f"{end['steps_excluded']} excluded): {steady}; checkpoints in {out}, backbone {out / 'backbone.pt'}")
     return 0
+
+
+@command("pretrain")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_intermixed_args(argv)   # overrides may sit between options
+    try:
+        return train(args)
+    except CstpError as exc:
+        if int(os.environ.get("RANK", 0)) != 0 and not getattr(exc, "rank_only", False):
+            raise SystemExit(exc.exit_code) from None    # every rank met it; rank 0 reports it, once
+        raise
+    finally:
+        D.cleanup()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .ddp import all_reduce_with_grad
+
 
 class GlobalBatchNorm(_BatchNorm):
     def _check_input_dim(self, x):
@@ -23,13 +25,11 @@ class GlobalBatchNorm(_BatchNorm):
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                                 self.training or not self.track_running_stats, self.momentum or 0.1, self.eps)
-        from torch.distributed.nn.functional import all_reduce
-
         dims = [d for d in range(x.dim()) if d != 1]
         xf = x.float()
         n_local = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32, device=x.device)
         stats = torch.cat([xf.sum(dim=dims), (xf * xf).sum(dim=dims), n_local])
-        stats = all_reduce(stats)
+        stats = all_reduce_with_grad(stats)
         c = x.shape[1]
         n = stats[-1]
         mean = stats[:c] / n
