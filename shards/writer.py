@@ -1,18 +1,79 @@
-"""Write one shard tar and its sidecar atomically (temporary name, then rename).
+"""Write shard tars, sidecars and any other output atomically (temporary name, then rename).
 
 The tar is deterministic (fixed mtime, owner and mode), so a shard rebuilt after a crash has the
-same bytes, the same offsets and therefore the same index as one built in a single run.
+same bytes, the same offsets and therefore the same index as one built in a single run. Every
+output of a build goes through :func:`atomic_path`: a reader sees the old thing or the new one,
+never half of either, and a failed write leaves no temporary behind.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 import uuid
 from pathlib import Path
+from typing import Iterator
 
-from .format import FORMAT_VERSION, frame_member, meta_member
+from .errors import InputError
+from .format import FORMAT_VERSION, TEMP_MARK, frame_member, meta_member
+
+
+def temp_sibling(path: Path) -> Path:
+    """A hidden, unique name beside ``path``; the build's clean-up recognises it by ``TEMP_MARK``."""
+    return path.with_name(f".{path.name}{TEMP_MARK}{uuid.uuid4().hex[:8]}")
+
+
+def remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Move a finished ``tmp`` (file or folder) to ``final``, replacing what was there."""
+    if tmp.is_dir() and final.exists():
+        if not final.is_dir() or final.is_symlink():
+            raise InputError(f"{final} exists and is not a folder; remove it or write elsewhere")
+        # A folder cannot replace a non-empty folder in one rename: move the old one aside first.
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write (a file or a folder); it becomes ``final`` when the block
+    ends normally and is removed when it raises."""
+    final = Path(final)
+    tmp = temp_sibling(final)
+    try:
+        yield tmp
+        publish(tmp, final)
+    finally:
+        remove_path(tmp)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
@@ -24,17 +85,21 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return ti
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+class _HashingFile(io.RawIOBase):
+    """Write-through file that hashes what passes, so a tar's checksum costs no second read."""
+
+    def __init__(self, f):
+        self.f, self.sha = f, hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def write(self, b) -> int:
+        self.sha.update(b)
+        return self.f.write(b)
 
 
 class ShardWriter:
@@ -42,10 +107,12 @@ class ShardWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        self.tmp = temp_sibling(self.path)
         self._file = open(self.tmp, "wb")
-        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)
+        self._hashing = _HashingFile(self._file)
+        self._tar = tarfile.open(fileobj=self._hashing, mode="w", format=tarfile.PAX_FORMAT)
         self._done = False
+        self.sha256 = ""
 
     def _add(self, name: str, data: bytes) -> tuple[int, int]:
         ti = _tarinfo(name, len(data))
@@ -65,12 +132,13 @@ class ShardWriter:
         return {"frame_offset": offsets, "frame_size": sizes}
 
     def commit(self) -> int:
-        """Finish the tar, fsync, rename into place; returns its size in bytes."""
+        """Finish the tar, fsync, rename into place; returns its size in bytes (``sha256`` is set)."""
         self._tar.close()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        os.replace(self.tmp, self.path)
+        self.sha256 = self._hashing.sha.hexdigest()
+        publish(self.tmp, self.path)
         self._done = True
         return self.path.stat().st_size
 
@@ -92,18 +160,28 @@ class ShardWriter:
         return False
 
 
+def _record_checksum(record: dict) -> str:
+    body = {k: v for k, v in record.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def write_sidecar(path: Path, record: dict) -> None:
     record = {"format_version": FORMAT_VERSION, **record}
+    record["checksum"] = _record_checksum(record)
     atomic_write_bytes(path, json.dumps(record, sort_keys=True).encode())
 
 
 def read_sidecar(path: Path) -> dict | None:
+    """The sidecar's record, or None when it is missing, unreadable, of another format version or
+    does not match its own checksum (a sidecar edited or damaged after it was written)."""
     try:
         with open(path, "rb") as f:
             rec = json.loads(f.read())
     except (OSError, ValueError):
         return None
-    return rec if isinstance(rec, dict) and rec.get("format_version") == FORMAT_VERSION else None
+    if not isinstance(rec, dict) or rec.get("format_version") != FORMAT_VERSION:
+        return None
+    return rec if rec.get("checksum") == _record_checksum(rec) else None
 
 
 def tar_listing(path: Path) -> list[tuple[str, int, int]]:

@@ -154,6 +154,7 @@ def test_clear_errors_for_bad_arguments(tmp_path, capsys):
         build(["--dataset", "ucf101", "--videos", str(tmp_path), "--annotations", str(tmp_path),
                "--out", str(tmp_path / "o"), "--size", "big"])
     assert "HEIGHTxWIDTH" in capsys.readouterr().err
-    with pytest.raises(FileNotFoundError, match="video folder"):
-        build(["--dataset", "ucf101", "--videos", str(tmp_path / "nope"), "--annotations", str(tmp_path),
-               "--out", str(tmp_path / "o")])
+    assert build(["--dataset", "ucf101", "--videos", str(tmp_path / "nope"), "--annotations", str(tmp_path),
+                  "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"video folder {tmp_path / 'nope'} does not exist" in err
