@@ -89,8 +89,24 @@ def connect(args):
         except (OSError, TimeoutError) as exc:
             raise InputError(f"cannot reach the Dask scheduler at {args.scheduler}: {exc}") from None
     n = args.workers or os.cpu_count() or 1
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+    with sigint_ignored_by_children():
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
     return Client(cluster), cluster
+
+
+@contextlib.contextmanager
+def sigint_ignored_by_children():
+    """Worker processes started in this block ignore SIGINT (Python keeps an inherited SIG_IGN), so
+    a terminal's Ctrl-C reaches the driver alone, which then cancels the tasks and closes the
+    cluster, instead of every worker dying with its own traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def gather_index(listing, specs, out: Path):
