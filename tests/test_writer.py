@@ -1,6 +1,7 @@
 """shards.writer: shard tars (offsets, determinism, checksum, abort), atomic outputs, sidecars."""
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 
@@ -47,6 +48,24 @@ def test_shard_writer_offsets_are_where_tarfile_finds_each_frame(tmp_path, jpegs
     with tarfile.open(path) as tf:
         assert json.load(tf.extractfile(meta_member("vid_b"))) == {"video_id": "vid/b"}
         assert all(m.mtime == 0 and m.mode == 0o444 and m.uname == "" for m in tf.getmembers())
+
+
+def test_shard_writer_writes_the_bytes_tarfile_writes(tmp_path, jpegs):
+    long_key = "k" * 120                         # a name over ustar's 100 bytes takes a pax header
+    path = tmp_path / "ours.tar"
+    with ShardWriter(path) as w:
+        w.add_sample("vid_a", {"video_id": "vid a"}, jpegs[:3])
+        w.add_sample(long_key, {}, jpegs[3:5])
+        w.commit()
+    ref = tmp_path / "tarfile.tar"
+    with tarfile.open(ref, "w", format=tarfile.PAX_FORMAT) as tf:
+        for key, meta, frames in (("vid_a", {"video_id": "vid a"}, jpegs[:3]), (long_key, {}, jpegs[3:5])):
+            for name, data in [(meta_member(key), json.dumps(meta, sort_keys=True).encode())] + \
+                              [(frame_member(key, i), f) for i, f in enumerate(frames)]:
+                ti = tarfile.TarInfo(name)
+                ti.size, ti.mtime, ti.mode, ti.uname, ti.gname = len(data), 0, 0o444, "", ""
+                tf.addfile(ti, io.BytesIO(data))
+    assert path.read_bytes() == ref.read_bytes()
 
 
 def test_shard_writer_is_deterministic_and_its_checksum_is_the_files(tmp_path, jpegs):
