@@ -23,7 +23,7 @@ import numpy as np
 from preprocess.build_lock import build_lock
 from preprocess.build_summary import split_table, write_failures
 from shards.errors import InputError, RunFailed, command, parser
-from shards.format import FAILURES_NAME, INDEX_NAME, STATUS_FAILED, STATUS_MISSING, STATUS_OK, TEMP_MARK, sidecar_name
+from shards.format import FAILURES_NAME, INDEX_NAME, STATUS_FAILED, STATUS_NAMES, STATUS_OK, TEMP_MARK, sidecar_name
 from shards.index import check_index_location, empty_rows, write_index
 from shards.writer import read_sidecar, remove_path
 
@@ -265,8 +265,8 @@ def build(args, out: Path) -> int:
     n_frames = int(rows["n_frames"].sum())
     n_bytes = sum((out / s.tar).stat().st_size for s in specs)
     built = [r for r in results if not r.get("skipped")]
-    print(f"videos: {int((status == STATUS_OK).sum())} ok, {int((status == STATUS_FAILED).sum())} failed, "
-          f"{int((status == STATUS_MISSING).sum())} missing; shards: {len(specs)} in the set, {len(built)} built, "
+    counts = ", ".join(f"{int((status == code).sum())} {name}" for code, name in STATUS_NAMES.items())
+    print(f"videos: {counts}; shards: {len(specs)} in the set, {len(built)} built, "
           f"{len(results) - len(built)} already complete; {n_frames} frames, {n_bytes / 1e6:.1f} MB in {wall:.1f} s"
           + (f" ({sum(sum(v['n_frames'] for v in r['videos']) for r in built) / wall:.0f} frames/s)" if built else "")
           + (f"; {stale} stale temporary files removed" if stale else ""))
