@@ -60,20 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", required=True, help="folder of the dataset's videos")
     p.add_argument("--annotations", required=True, help="folder (or file) of the dataset's split files")
     p.add_argument("--out", required=True, help="output folder for the tars, sidecars, index.zarr and failures.tsv")
-    p.add_argument("--name", help="shard file prefix (default: the dataset name)")
+    p.add_argument("--name", help="shard file prefix; when not given, the dataset name")
     p.add_argument("--fps", type=float, default=25.0, help="output frame rate")
     p.add_argument("--size", type=parse_size, default="128x171", help="output HEIGHTxWIDTH")
     p.add_argument("--jpeg-quality", type=int, default=3, help="ffmpeg -q:v, 2 best .. 31")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--videos-per-shard", type=int, default=None,
-                   help=f"videos per shard (default: {MAX_VIDEOS_PER_SHARD}, fewer for small sets so that there are "
-                        f"at least {MIN_SHARDS} shards, or one per video, for ranks x loader workers to read in parallel)")
-    g.add_argument("--shard-size", type=parse_bytes, default=None, help="source bytes per shard, e.g. 1G")
+                   help=f"videos per shard; when not given, {MAX_VIDEOS_PER_SHARD}, or fewer for small sets so that "
+                        f"there are at least {MIN_SHARDS} shards (one a video below {MIN_SHARDS} videos) for ranks x "
+                        "loader workers to read in parallel")
+    g.add_argument("--shard-size", type=parse_bytes, default=None, help="source bytes per shard, e.g. 1G (instead of --videos-per-shard)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shard plan's shuffle")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per video")
-    p.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: cores)")
+    p.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes; when not given, one per core")
     p.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
-                   help="address of a running Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else a LocalCluster)")
+                   help="address of a running Dask scheduler; the default is $DASK_SCHEDULER_ADDRESS, and "
+                        "with neither the build starts a LocalCluster")
     p.add_argument("--retries", type=int, default=2, help="retries of a shard task whose worker died")
     p.add_argument("--overwrite", action="store_true", help="rebuild shards that are already complete")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

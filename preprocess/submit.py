@@ -31,7 +31,8 @@ def check_scheduler(address: str, timeout: float) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     p = parser("dask-submit", __doc__.split("\n\n")[0])
     p.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
-                   help="scheduler address, e.g. tcp://127.0.0.1:8786 (default: $DASK_SCHEDULER_ADDRESS, else none)")
+                   help="scheduler address, e.g. tcp://127.0.0.1:8786; the default is $DASK_SCHEDULER_ADDRESS, "
+                        "and with neither the script starts its own LocalCluster")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the scheduler")
     p.add_argument("script", help="driver script to run, e.g. preprocess/build_shards.py")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
