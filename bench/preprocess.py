@@ -5,8 +5,12 @@
    /dev/null, in the same run. Goal: ratio >= 0.9.
 2. The Dask job's throughput with 1 and with 2 LocalCluster workers (cluster start excluded).
    Goal: >= 1.8x on 2 cores.
+3. The Dask job against ``xargs -P N`` running the same ffmpeg command lines (to /dev/null) on the
+   same clips: the job alone (the driver's own wall time, cluster start excluded) and the whole
+   ``python preprocess/build_shards.py`` process (interpreter, cluster start and stop included).
+   Goal: job <= 1.1x the xargs wall time.
 
-    python bench/preprocess.py [--repeat 3]
+    python bench/preprocess.py [--repeat 3] [--parts 1,2,3]
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import io
 import os
 import re
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -27,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # `preprocess` package it measures.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"
+# The driver's summary line: "... N frames, X MB in T s (R frames/s)".
+_SUMMARY = re.compile(r"(\d+) frames, ([\d.]+) MB in ([\d.]+) s")
 
 
 def cpu_seconds() -> float:
@@ -99,7 +106,7 @@ def bench_job(clips: list[Path], copies: int, cores_per_transcode: float) -> Non
                             "--out", f"{tmp}/out{workers}", "--videos-per-shard", "2", "--workers", str(workers),
                             "--no-progress"])
             assert rc == 0, buf.getvalue()
-            m = re.search(r"(\d+) frames, ([\d.]+) MB in ([\d.]+) s \((\d+) frames/s\)", buf.getvalue())
+            m = re.search(_SUMMARY.pattern + r" \((\d+) frames/s\)", buf.getvalue())
             rates[workers] = int(m.group(4))
             print(f"job, {workers} worker(s): {m.group(1)} frames, {m.group(2)} MB in {m.group(3)} s -> {m.group(4)} frames/s")
     ideal = min(2.0, (os.cpu_count() or 1) / cores_per_transcode)
@@ -107,17 +114,66 @@ def bench_job(clips: list[Path], copies: int, cores_per_transcode: float) -> Non
           f"{os.cpu_count()}; with {cores_per_transcode:.2f} cores per transcode the ceiling is {ideal:.2f}x)")
 
 
+def xargs_commands(videos: Path) -> list[str]:
+    """The job's ffmpeg command line for each video, writing to /dev/null, as shell lines."""
+    from preprocess.probe import looks_like_elementary_stream
+    from preprocess.transcode import TranscodeSettings, build_command
+
+    s = TranscodeSettings()
+    lines = []
+    for p in sorted(x for x in videos.rglob("*.*")):
+        cmd = build_command(str(p), looks_like_elementary_stream(str(p)), s)
+        lines.append(shlex.join([c if c != "pipe:" else "/dev/null" for c in cmd] + ["-y"]))
+    return lines
+
+
+def bench_xargs(clips: list[Path], copies: int, workers: int, repeat: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        videos, lists = make_dataset(Path(tmp), clips, copies)
+        cmds = Path(tmp) / "cmds.txt"
+        cmds.write_text("\n".join(xargs_commands(videos)) + "\n")
+        n = len(cmds.read_text().splitlines())
+        xargs, job, whole = [], [], []
+        for k in range(repeat):
+            t0 = time.perf_counter()
+            with open(cmds) as f:
+                subprocess.run(["xargs", "-P", str(workers), "-d", "\n", "-n", "1", "sh", "-c"], stdin=f, check=True,
+                               stderr=subprocess.DEVNULL)
+            xargs.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            r = subprocess.run([sys.executable, str(ROOT / "preprocess/build_shards.py"), "--dataset", "ucf101",
+                                "--videos", str(videos), "--annotations", str(lists), "--out", f"{tmp}/out{k}",
+                                "--videos-per-shard", "2", "--workers", str(workers), "--no-progress"],
+                               capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            whole.append(time.perf_counter() - t0)
+            assert r.returncode == 0, r.stderr[-2000:]
+            job.append(float(_SUMMARY.search(r.stdout).group(3)))
+    best = {name: min(v) for name, v in (("xargs", xargs), ("job", job), ("whole", whole))}
+    print(f"job vs xargs -P {workers}, {n} transcodes ({copies} copies of {len(clips)} real clips), best of {repeat}:")
+    print(f"  xargs -P {workers} ffmpeg ... /dev/null: {best['xargs']:6.2f} s   (runs: {', '.join(f'{x:.2f}' for x in xargs)})")
+    print(f"  job (driver's wall, no cluster start): {best['job']:6.2f} s   (runs: {', '.join(f'{x:.2f}' for x in job)})")
+    print(f"  whole build_shards.py process:        {best['whole']:6.2f} s   (runs: {', '.join(f'{x:.2f}' for x in whole)})")
+    print(f"  ratio job/xargs: {best['job'] / best['xargs']:.2f}x (goal <= 1.1x); "
+          f"whole/xargs: {best['whole'] / best['xargs']:.2f}x")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--copies", type=int, default=4, help="copies of each clip in the job benchmark")
+    p.add_argument("--copies", type=int, default=4, help="copies of each clip in the job benchmarks")
+    p.add_argument("--workers", type=int, default=2, help="N of xargs -P N and of the job's workers (part 3)")
+    p.add_argument("--parts", default="1,2,3", help="which benchmarks to run, e.g. 3")
     args = p.parse_args()
+    parts = {int(x) for x in args.parts.split(",")}
     clips = sorted(VIDEOS.rglob("*.*"))
     if not clips:
         print(f"no clips under {VIDEOS}", file=sys.stderr)
         return 1
-    cores = bench_transcode(clips, args.repeat)
-    bench_job(clips, args.copies, cores)
+    cores = bench_transcode(clips, args.repeat) if parts & {1, 2} else 1.0
+    if 2 in parts:
+        bench_job(clips, args.copies, cores)
+    if 3 in parts:
+        bench_xargs(clips, args.copies, args.workers, args.repeat)
     return 0
 
 

@@ -9,13 +9,25 @@ LocalCluster of ``--workers`` processes (the embedded default). One task per sha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+from preprocess.build_lock import build_lock
+from preprocess.build_summary import split_table, write_failures
+from shards.errors import InputError, RunFailed, command, parser
+from shards.format import FAILURES_NAME, INDEX_NAME, STATUS_FAILED, STATUS_NAMES, STATUS_OK, TEMP_MARK, sidecar_name
+from shards.index import check_index_location, empty_rows, write_index
+from shards.writer import read_sidecar, remove_path
+
+SHOW_FAILED = 10
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -33,32 +45,40 @@ def parse_bytes(text: str) -> int:
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     t = text.strip().lower().rstrip("b")
     mult = units.get(t[-1:], 1)
-    return int(float(t[:-1] if t[-1:] in units else t) * mult)
+    try:
+        return int(float(t[:-1] if t[-1:] in units else t) * mult)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard-size wants bytes, e.g. 512M or 1G; got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     from preprocess.adapters import DATASETS
+    from preprocess.plan import MAX_VIDEOS_PER_SHARD, MIN_SHARDS
 
-    p = argparse.ArgumentParser(prog="build_shards.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    p = parser("build_shards.py", __doc__.split("\n\n")[0])
+    p.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="which adapter reads the annotations")
     p.add_argument("--videos", required=True, help="folder of the dataset's videos")
     p.add_argument("--annotations", required=True, help="folder (or file) of the dataset's split files")
-    p.add_argument("--out", required=True, help="output folder for the tars and index.zarr")
-    p.add_argument("--name", help="shard file prefix (default: the dataset name)")
-    p.add_argument("--fps", type=float, default=25.0, help="output frame rate (default 25)")
-    p.add_argument("--size", type=parse_size, default=(128, 171), help="output HEIGHTxWIDTH (default 128x171)")
-    p.add_argument("--jpeg-quality", type=int, default=3, help="ffmpeg -q:v, 2 best .. 31 (default 3)")
+    p.add_argument("--out", required=True, help="output folder for the tars, sidecars, index.zarr and failures.tsv")
+    p.add_argument("--name", help="shard file prefix; when not given, the dataset name")
+    p.add_argument("--fps", type=float, default=25.0, help="output frame rate")
+    p.add_argument("--size", type=parse_size, default="128x171", help="output HEIGHTxWIDTH")
+    p.add_argument("--jpeg-quality", type=int, default=3, help="ffmpeg -q:v, 2 best .. 31")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--videos-per-shard", type=int, default=None, help="videos per shard (default 64)")
-    g.add_argument("--shard-size", type=parse_bytes, default=None, help="source bytes per shard, e.g. 1G")
+    g.add_argument("--videos-per-shard", type=int, default=None,
+                   help=f"videos per shard; when not given, {MAX_VIDEOS_PER_SHARD}, or fewer for small sets so that "
+                        f"there are at least {MIN_SHARDS} shards (one a video below {MIN_SHARDS} videos) for ranks x "
+                        "loader workers to read in parallel")
+    g.add_argument("--shard-size", type=parse_bytes, default=None, help="source bytes per shard, e.g. 1G (instead of --videos-per-shard)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shard plan's shuffle")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per video (default 600)")
-    p.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: cores)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per video")
+    p.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes; when not given, one per core")
     p.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
-                   help="address of a running Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else a LocalCluster)")
+                   help="address of a running Dask scheduler; the default is $DASK_SCHEDULER_ADDRESS, and "
+                        "with neither the build starts a LocalCluster")
     p.add_argument("--retries", type=int, default=2, help="retries of a shard task whose worker died")
     p.add_argument("--overwrite", action="store_true", help="rebuild shards that are already complete")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 
 
@@ -69,26 +89,39 @@ def connect(args):
         try:
             return Client(args.scheduler, timeout="10s"), None
         except (OSError, TimeoutError) as exc:
-            raise SystemExit(f"build_shards: cannot reach the Dask scheduler at {args.scheduler}: {exc}")
+            raise InputError(f"cannot reach the Dask scheduler at {args.scheduler}: {exc}") from None
     n = args.workers or os.cpu_count() or 1
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+    with sigint_ignored_by_children():
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
     return Client(cluster), cluster
 
 
-def gather_index(listing, specs, out: Path, attrs: dict):
+@contextlib.contextmanager
+def sigint_ignored_by_children():
+    """Worker processes started in this block ignore SIGINT (Python keeps an inherited SIG_IGN), so
+    a terminal's Ctrl-C reaches the driver alone, which then cancels the tasks and closes the
+    cluster, instead of every worker dying with its own traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def gather_index(listing, specs, out: Path):
     """Build index rows from the sidecars on disk (not from task results), so a resumed job's index
     is the one an uninterrupted job would write."""
-    from shards.format import STATUS_OK, sidecar_name
-    from shards.index import empty_rows
-    from shards.writer import read_sidecar
-
     rows = empty_rows([e.video_id for e in listing.entries], [e.label for e in listing.entries],
                       np.array([e.split for e in listing.entries], np.int8).reshape(len(listing.entries), -1))
     frames = {}
     for spec in specs:
         rec = read_sidecar(out / sidecar_name(spec.tar))
         if rec is None:
-            raise RuntimeError(f"sidecar of {spec.tar} is missing or unreadable after its task finished")
+            raise RunFailed(f"the sidecar of {spec.tar} is missing or fails its checksum after its task finished; "
+                            "re-run the same command to rebuild that shard")
         for v in rec["videos"]:
             r = v["row"]
             rows["status"][r] = v["status"]
@@ -103,35 +136,89 @@ def gather_index(listing, specs, out: Path, attrs: dict):
 
 
 def remove_stale_temporaries(out: Path) -> int:
-    """Temporary tars left by a worker that died mid-shard (the retry wrote its own)."""
-    stale = [p for p in out.glob(".*.tmp-*") if p.is_file()]
+    """Temporaries left by a worker (or driver) that died mid-write; the lock says no build is
+    writing them."""
+    stale = list(out.glob(f".*{TEMP_MARK}*"))
     for p in stale:
-        p.unlink(missing_ok=True)
+        remove_path(p)
     return len(stale)
 
 
-def main(argv: list[str] | None = None) -> int:
+def submit_all(client, specs, settings, out: Path, args, listing, identity) -> tuple[list[dict], list]:
     from distributed import as_completed
     from tqdm import tqdm
 
-    from preprocess.adapters import load_listing
-    from preprocess.plan import plan_shards
     from preprocess.shard_task import build_shard
-    from preprocess.transcode import TranscodeSettings
-    from shards.format import STATUS_FAILED, STATUS_MISSING, STATUS_OK
-    from shards.index import write_index
 
+    futures = [
+        client.submit(build_shard, spec, settings, str(out), args.dataset, listing.splits, spec.digest(identity),
+                      args.overwrite, key=f"shard-{spec.number:06d}-{spec.digest(identity)[:12]}",
+                      retries=args.retries, pure=False)
+        for spec in specs
+    ]
+    results, failed = [], []
+    try:
+        bar = tqdm(total=len(futures), unit="shard", disable=args.no_progress, file=sys.stderr)
+        for fut in as_completed(futures):
+            try:
+                results.append(fut.result())
+            except Exception as exc:  # noqa: BLE001 - report every failed shard, then stop
+                failed.append((fut.key, exc))
+            bar.update(1)
+        bar.close()
+    except BaseException:
+        client.cancel(futures)
+        raise
+    return results, failed
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (a scheduler's kill, ``timeout``) ends the build the way Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@command("build_shards")
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.videos_per_shard is None and args.shard_size is None:
-        args.videos_per_shard = 64
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    prefix = args.name or args.dataset
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    check_index_location(out / INDEX_NAME)
+    with build_lock(out), sigterm_as_interrupt():
+        return build(args, out)
 
+
+def build(args, out: Path) -> int:
+    from preprocess.adapters import load_listing
+    from preprocess.plan import auto_videos_per_shard, plan_shards
+    from preprocess.transcode import TranscodeSettings
+
+    prefix = args.name or args.dataset
     listing = load_listing(args.dataset, args.videos, args.annotations)
     print(listing.report(), flush=True)
-    specs = plan_shards(listing, prefix, seed=args.seed, videos_per_shard=args.videos_per_shard,
-                        shard_bytes=args.shard_size)
+    if not listing.entries:
+        raise InputError(f"the split files under {args.annotations} list no videos")
+    if not listing.present:
+        raise InputError(f"none of the {len(listing.entries)} listed videos is under {args.videos}; "
+                         "--videos wants the folder holding them (any depth)")
+    per_shard = args.videos_per_shard
+    if per_shard is None and args.shard_size is None:
+        per_shard = auto_videos_per_shard(len(listing.present))
+    specs = plan_shards(listing, prefix, seed=args.seed, videos_per_shard=per_shard, shard_bytes=args.shard_size)
     settings = TranscodeSettings(fps=args.fps, height=args.size[0], width=args.size[1],
                                  jpeg_quality=args.jpeg_quality, timeout=args.timeout)
     # The timeout changes no byte of the output, so it is not part of a shard's identity.
@@ -140,57 +227,56 @@ def main(argv: list[str] | None = None) -> int:
 
     client, cluster = connect(args)
     t0 = time.perf_counter()
-    failed_tasks = []
-    results = []
     try:
-        futures = [
-            client.submit(build_shard, spec, settings, str(out), args.dataset, listing.splits,
-                          spec.digest(identity), args.overwrite, key=f"shard-{spec.number:06d}-{spec.digest(identity)[:12]}",
-                          retries=args.retries, pure=False)
-            for spec in specs
-        ]
-        bar = tqdm(total=len(futures), unit="shard", disable=args.no_progress, file=sys.stderr)
-        for fut in as_completed(futures):
-            try:
-                results.append(fut.result())
-            except Exception as exc:  # noqa: BLE001 - report every failed shard, then stop
-                failed_tasks.append((fut.key, exc))
-            bar.update(1)
-        bar.close()
-    finally:
+        results, failed_tasks = submit_all(client, specs, settings, out, args, listing, identity)
+    except KeyboardInterrupt:
+        # Workers of our own LocalCluster are gone once it is closed, so their temporaries are
+        # garbage; a shared cluster's workers may still be finishing (complete) shards.
+        stale = 0
         client.close()
         if cluster is not None:
             cluster.close()
+            stale = remove_stale_temporaries(out)
+        print(f"build_shards: interrupted; complete shards are kept, nothing was recorded for the videos in flight"
+              f"{f' ({stale} temporary tars removed)' if stale else ''}. Re-run the same command to resume.",
+              file=sys.stderr, flush=True)
+        return 130
+    client.close()
+    if cluster is not None:
+        cluster.close()
     wall = time.perf_counter() - t0
     if failed_tasks:
         for key, exc in failed_tasks:
             print(f"shard task {key} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print(f"{len(failed_tasks)} of {len(specs)} shard tasks failed; the index was not written. "
-              "Re-run the same command to redo only the unfinished shards.", file=sys.stderr)
-        return 1
+        raise RunFailed(f"{len(failed_tasks)} of {len(specs)} shard tasks failed; the index was not written. "
+                        "Re-run the same command to redo only the unfinished shards.")
     stale = remove_stale_temporaries(out)
 
     attrs = {
         "dataset": args.dataset, "fps": args.fps, "height": args.size[0], "width": args.size[1],
         "classes": listing.classes, "splits": listing.splits, "shards": [s.tar for s in specs],
-        "settings": {**identity, "seed": args.seed, "videos_per_shard": args.videos_per_shard,
+        "settings": {**identity, "seed": args.seed, "videos_per_shard": per_shard,
                      "shard_size": args.shard_size, "name": prefix},
     }
-    rows, frames = gather_index(listing, specs, out, attrs)
+    rows, frames = gather_index(listing, specs, out)
     write_index(out, attrs, rows, frames)
+    n_bad = write_failures(out / FAILURES_NAME, rows["video_id"], rows["status"], rows["error"],
+                           [e.path for e in listing.entries])
 
     status = rows["status"]
     n_frames = int(rows["n_frames"].sum())
     n_bytes = sum((out / s.tar).stat().st_size for s in specs)
     built = [r for r in results if not r.get("skipped")]
-    print(f"videos: {int((status == STATUS_OK).sum())} ok, {int((status == STATUS_FAILED).sum())} failed, "
-          f"{int((status == STATUS_MISSING).sum())} missing; shards: {len(built)} built, "
+    counts = ", ".join(f"{int((status == code).sum())} {name}" for code, name in STATUS_NAMES.items())
+    print(f"videos: {counts}; shards: {len(specs)} in the set, {len(built)} built, "
           f"{len(results) - len(built)} already complete; {n_frames} frames, {n_bytes / 1e6:.1f} MB in {wall:.1f} s"
           + (f" ({sum(sum(v['n_frames'] for v in r['videos']) for r in built) / wall:.0f} frames/s)" if built else "")
           + (f"; {stale} stale temporary files removed" if stale else ""))
-    for r in np.flatnonzero(status == STATUS_FAILED):
+    print(split_table(status, rows["split"], listing.splits, listing.roles))
+    for r in np.flatnonzero(status == STATUS_FAILED)[:SHOW_FAILED]:
         print(f"  failed: {rows['video_id'][r]}: {rows['error'][r]}")
-    print(f"index: {out / 'index.zarr'}")
+    print(f"failures: {out / FAILURES_NAME} ({n_bad} failed or missing videos, with reasons)")
+    print(f"index: {out / INDEX_NAME}")
     return 0
 
 

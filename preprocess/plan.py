@@ -39,13 +39,32 @@ class ShardSpec:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+# A small set cut into 64-video shards gives one or two shards: too few to keep a few ranks x loader
+# workers reading in parallel. Below MIN_SHARDS * MAX_VIDEOS_PER_SHARD videos, shards shrink.
+MAX_VIDEOS_PER_SHARD = 64
+MIN_SHARDS = 16
+
+
+def auto_videos_per_shard(n_videos: int) -> int:
+    """Videos per shard for the default plan: at most 64, and at least MIN_SHARDS shards (one video
+    per shard for sets smaller than that)."""
+    return max(1, min(MAX_VIDEOS_PER_SHARD, n_videos // MIN_SHARDS))
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0      # unreadable: the transcode records why; it weighs nothing in the plan
+
+
 def plan_shards(listing: Listing, prefix: str, *, seed: int = 0, videos_per_shard: int | None = None,
                 shard_bytes: int | None = None) -> list[ShardSpec]:
     """Cut the videos present on disk into shards; by count, or by source bytes when ``shard_bytes``."""
     if videos_per_shard is not None and shard_bytes is not None:
         raise ValueError("give one of videos_per_shard and shard_bytes, not both")
     if shard_bytes is None and videos_per_shard is None:
-        videos_per_shard = 64
+        videos_per_shard = auto_videos_per_shard(sum(e.path is not None for e in listing.entries))
     if videos_per_shard is not None and videos_per_shard < 1:
         raise ValueError(f"videos_per_shard must be >= 1, got {videos_per_shard}")
     keys = unique_keys([e.video_id for e in listing.entries])
@@ -65,5 +84,5 @@ def plan_shards(listing: Listing, prefix: str, *, seed: int = 0, videos_per_shar
                 groups.append([])
                 size = 0
             groups[-1].append(v)
-            size += os.path.getsize(v.path)
+            size += _size(v.path)
     return [ShardSpec(n, shard_name(prefix, n), tuple(g)) for n, g in enumerate(groups)]

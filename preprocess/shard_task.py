@@ -1,8 +1,10 @@
 """The Dask task: build one shard (its tar and sidecar) from its planned videos.
 
-A shard whose tar and sidecar exist and agree with the plan is skipped. A video that fails is
-recorded with its reason and left out of the tar; a shard never holds part of a video, since a
-video's frames are all in memory before its first member is written.
+A shard whose tar and sidecar exist, match their checksums and agree with the plan is skipped. A
+video that fails is recorded with its reason and left out of the tar; a shard never holds part of a
+video, since a video's frames are all in memory before its first member is written. A transcode
+stopped by a signal (TranscodeInterrupted) is no property of the video: it propagates, the
+temporary tar is removed and no sidecar is written, so a re-run redoes the shard.
 """
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ import dataclasses
 import time
 from pathlib import Path
 
-from shards.format import STATUS_FAILED, STATUS_OK, frame_member, meta_member, sidecar_name
-from shards.writer import ShardWriter, read_sidecar, tar_listing, write_sidecar
+from shards.format import SPLIT_ROLE_NAMES, STATUS_FAILED, STATUS_OK, frame_member, meta_member, sidecar_name
+from shards.writer import ShardWriter, file_sha256, read_sidecar, tar_listing, write_sidecar
 
 from .plan import ShardSpec
 from .transcode import TranscodeError, TranscodeSettings, transcode
@@ -33,7 +35,7 @@ def complete_record(out_dir: Path, spec: ShardSpec, digest: str) -> dict | None:
     tar = out_dir / spec.tar
     if rec is None or rec.get("digest") != digest or not tar.is_file():
         return None
-    if tar.stat().st_size != rec.get("tar_size"):
+    if tar.stat().st_size != rec.get("tar_size") or file_sha256(tar) != rec.get("tar_sha256"):
         return None
     try:
         members = tar_listing(tar)
@@ -49,10 +51,9 @@ def complete_record(out_dir: Path, spec: ShardSpec, digest: str) -> dict | None:
 
 
 def sample_meta(v, dataset: str, split_names: list[str], s: TranscodeSettings, n_frames: int) -> dict:
-    roles = {0: "unused", 1: "train", 2: "test"}
     return {
         "video_id": v.video_id, "label": v.label, "class": v.class_name, "dataset": dataset,
-        "split": {name: roles[c] for name, c in zip(split_names, v.split)},
+        "split": {name: SPLIT_ROLE_NAMES[c] for name, c in zip(split_names, v.split)},
         "fps": s.fps, "n_frames": n_frames, "height": s.height, "width": s.width, "source": v.path,
     }
 
@@ -82,7 +83,7 @@ def build_shard(spec: ShardSpec, settings: TranscodeSettings, out_dir: str, data
                            "source_fps": result.info.fps, "duration": duration, **where})
         tar_size = writer.commit()
     record = {
-        "shard": spec.number, "tar": spec.tar, "tar_size": tar_size, "digest": digest,
+        "shard": spec.number, "tar": spec.tar, "tar_size": tar_size, "tar_sha256": writer.sha256, "digest": digest,
         "settings": dataclasses.asdict(settings), "videos": videos,
     }
     write_sidecar(out / sidecar_name(spec.tar), record)

@@ -12,6 +12,8 @@ import os
 import runpy
 import sys
 
+from shards.errors import InputError, command, parser
+
 
 def check_scheduler(address: str, timeout: float) -> str | None:
     """None if the scheduler at ``address`` answers, else the reason it does not."""
@@ -25,23 +27,23 @@ def check_scheduler(address: str, timeout: float) -> str | None:
     return None
 
 
+@command("dask-submit")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="dask-submit", description=__doc__.split("\n\n")[0])
+    p = parser("dask-submit", __doc__.split("\n\n")[0])
     p.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
-                   help="scheduler address, e.g. tcp://127.0.0.1:8786 (default: $DASK_SCHEDULER_ADDRESS, else none)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the scheduler (default 10)")
+                   help="scheduler address, e.g. tcp://127.0.0.1:8786; the default is $DASK_SCHEDULER_ADDRESS, "
+                        "and with neither the script starts its own LocalCluster")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the scheduler")
     p.add_argument("script", help="driver script to run, e.g. preprocess/build_shards.py")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
     args = p.parse_args(argv)
 
     if not os.path.isfile(args.script):
-        print(f"dask-submit: no such script: {args.script}", file=sys.stderr)
-        return 2
+        raise InputError(f"no such script: {args.script}")
     if args.scheduler:
         reason = check_scheduler(args.scheduler, args.timeout)
         if reason:
-            print(f"dask-submit: cannot reach the Dask scheduler at {args.scheduler}: {reason}", file=sys.stderr)
-            return 2
+            raise InputError(f"cannot reach the Dask scheduler at {args.scheduler}: {reason}")
         os.environ["DASK_SCHEDULER_ADDRESS"] = args.scheduler
     else:
         print("dask-submit: no --scheduler or DASK_SCHEDULER_ADDRESS; the script starts a LocalCluster",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import subprocess
 
 import ffmpeg  # ffmpeg-python
@@ -18,6 +19,10 @@ from .probe import ProbeError, VideoInfo, looks_like_elementary_stream, parse_ba
 
 class TranscodeError(RuntimeError):
     """The video cannot be used; the message is the reason recorded in the index."""
+
+
+class TranscodeInterrupted(RuntimeError):
+    """ffmpeg was stopped by a signal from outside: says nothing about the video, so nothing is recorded."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,15 +74,54 @@ def _reason(stderr: str) -> str:
     return lines[-1] if lines else "no message"
 
 
+# ffmpeg catches SIGINT/SIGTERM, says so on stderr and exits 255.
+_SIGNALLED = "received signal"
+
+
 def _run(cmd: list[str], timeout: float) -> tuple[int, bytes, str]:
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # A session of its own: the terminal's Ctrl-C (sent to the whole foreground process group)
+    # stops the build through its driver, instead of reaching ffmpeg and passing for a bad video.
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
         raise TranscodeError(f"decode timed out after {timeout:g} s") from None
-    return proc.returncode, out, err.decode("utf-8", "replace")
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    stderr = err.decode("utf-8", "replace")
+    if proc.returncode < 0 or (proc.returncode == 255 and _SIGNALLED in stderr):
+        raise TranscodeInterrupted(f"ffmpeg was stopped by a signal (exit {proc.returncode}): {_reason(stderr)}")
+    return proc.returncode, out, stderr
+
+
+def check_readable(path: str) -> None:
+    """Raise TranscodeError with the OS's reason for a listed path that is not a readable file.
+
+    Done before ffmpeg sees it: a FIFO would block ffmpeg until the timeout, and a dangling link or
+    a directory would otherwise surface as a vague demuxer message.
+    """
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, os.strerror(21), path)
+        if not stat.S_ISREG(st.st_mode):
+            raise TranscodeError(f"not a regular file ({_KINDS.get(stat.S_IFMT(st.st_mode), 'special file')})")
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        link = " (dangling symlink)" if isinstance(exc, FileNotFoundError) and os.path.islink(path) else ""
+        raise TranscodeError(f"cannot read: {exc.strerror or exc}{link}") from None
+    if st.st_size == 0:
+        raise TranscodeError("empty file (0 bytes)")
+
+
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device"}
 
 
 def transcode(path: str, s: TranscodeSettings) -> Transcoded:
@@ -86,8 +130,7 @@ def transcode(path: str, s: TranscodeSettings) -> Transcoded:
     The input's properties come from the banner ffmpeg prints in that same run (a separate probe
     process would cost about a tenth of the transcode of a short clip).
     """
-    if os.path.getsize(path) == 0:
-        raise TranscodeError("empty file (0 bytes)")
+    check_readable(path)
     raw = looks_like_elementary_stream(path)
     code, out, stderr = _run(build_command(path, raw, s), s.timeout)
     try:

@@ -9,14 +9,34 @@ import re
 
 FORMAT_VERSION = 1
 INDEX_NAME = "index.zarr"
+# Written beside a shard set while a build runs (its holder's host and pid), and after it: every
+# failed or missing video with its reason.
+LOCK_NAME = ".build.lock"
+FAILURES_NAME = "failures.tsv"
+# In the name of every temporary a writer makes beside its output (".<name>.tmp-<random>").
+TEMP_MARK = ".tmp-"
 
 # split[v, s]
 SPLIT_UNUSED, SPLIT_TRAIN, SPLIT_TEST = 0, 1, 2
 SPLIT_CODES = {"unused": SPLIT_UNUSED, "train": SPLIT_TRAIN, "test": SPLIT_TEST}
+SPLIT_ROLE_NAMES = {code: name for name, code in SPLIT_CODES.items()}
 
 # status[v]
 STATUS_OK, STATUS_FAILED, STATUS_MISSING = 0, 1, 2
 STATUS_NAMES = {STATUS_OK: "ok", STATUS_FAILED: "failed", STATUS_MISSING: "missing"}
+REASON_MISSING = "not found on disk"
+
+
+
+def tar_header_ok(header: bytes) -> bool:
+    """A 512-byte ustar header's stored checksum matches its bytes (the checksum field counts as spaces)."""
+    text = header[148:156].rstrip(b"\0 ").strip()
+    try:
+        stored = int(text, 8) if text else 0
+    except ValueError:
+        return False
+    return stored == sum(header[:148]) + 256 + sum(header[156:])
+
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 

@@ -6,15 +6,15 @@ One row per video listed by the annotations (V rows), per-frame arrays in CSR fo
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .format import FORMAT_VERSION, INDEX_NAME, STATUS_MISSING, STATUS_OK, unique_keys
+from .format import FORMAT_VERSION, INDEX_NAME, REASON_MISSING, STATUS_MISSING, STATUS_OK, unique_keys
 from .errors import InputError
 from .sources import describe
+from .writer import atomic_path
 
 _STR = np.dtypes.StringDType()
 
@@ -92,7 +92,7 @@ def empty_rows(video_ids: list[str], labels: list[int], split: np.ndarray) -> di
         "label": np.asarray(labels, np.int32).reshape(v),
         "split": np.asarray(split, np.int8).reshape(v, -1),
         "status": np.full(v, STATUS_MISSING, np.int8),
-        "error": np.array(["not found on disk"] * v, dtype=_STR),
+        "error": np.array([REASON_MISSING] * v, dtype=_STR),
         "shard": np.full(v, -1, np.int32),
         "n_frames": np.zeros(v, np.int32),
         "source_fps": np.full(v, np.nan, np.float32),
@@ -106,8 +106,6 @@ def write_index(out_dir: str | Path, attrs: dict, rows: dict[str, np.ndarray],
 
     ``frames`` maps a row number to its (offsets, sizes); rows without an entry hold no frames.
     """
-    import warnings
-
     import zarr
 
     missing = [k for k in REQUIRED_ATTRS if k not in attrs and k != "format_version"]
@@ -125,10 +123,9 @@ def write_index(out_dir: str | Path, attrs: dict, rows: dict[str, np.ndarray],
         frame_offset[frame_ptr[r]:frame_ptr[r + 1]] = offs
         frame_size[frame_ptr[r]:frame_ptr[r + 1]] = sizes
 
-    out_dir = Path(out_dir)
-    final = out_dir / INDEX_NAME
-    tmp = out_dir / f".{INDEX_NAME}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    final = Path(out_dir) / INDEX_NAME
+    check_index_location(final)
+    with atomic_path(final) as tmp:
         g = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         g.attrs.update({**attrs, "format_version": FORMAT_VERSION})
         arrays = {**{k: np.asarray(rows[k], VIDEO_ARRAYS[k]) for k in VIDEO_ARRAYS},
@@ -140,27 +137,20 @@ def write_index(out_dir: str | Path, attrs: dict, rows: dict[str, np.ndarray],
             # (a plain web server cannot list a folder), so we write it and silence the notice.
             warnings.simplefilter("ignore")
             zarr.consolidate_metadata(str(tmp), zarr_format=3)
-        if final.exists():
-            old = out_dir / f".{INDEX_NAME}.old-{uuid.uuid4().hex[:8]}"
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return final
+
+
+def check_index_location(path: Path) -> None:
+    """Refuse early, in one line, an ``index.zarr`` that is not a folder (a file, a link to one)."""
+    if path.exists() and not path.is_dir():
+        raise IndexError_(f"{path} is a file, not a Zarr folder; remove it (a build writes the index there)")
 
 
 def index_location(shard_dir: str) -> str:
     return shard_dir.rstrip("/") + "/" + INDEX_NAME
 
 
-def read_index(shard_dir: str | Path) -> ShardIndex:
-    """Open the index of a shard set: a local folder or a URL that fsspec reads (http://...)."""
-    import warnings
-
+def _read(shard_dir: str | Path, arrays: tuple[str, ...]) -> tuple[dict, dict]:
     import zarr
 
     loc = index_location(str(shard_dir))
@@ -168,7 +158,7 @@ def read_index(shard_dir: str | Path) -> ShardIndex:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             g = zarr.open_group(loc, mode="r", zarr_format=3, use_consolidated=True)
-            data = {name: np.asarray(g[name][:]) for name in (*VIDEO_ARRAYS, "frame_ptr", "frame_offset", "frame_size")}
+            data = {name: np.asarray(g[name][:]) for name in arrays}
             attrs = dict(g.attrs)
     except FileNotFoundError as exc:
         raise IndexError_(f"no shard index at {loc}: build shards first (preprocess/build_shards.py)") from exc
@@ -178,4 +168,15 @@ def read_index(shard_dir: str | Path) -> ShardIndex:
         raise IndexError_(f"shard index: {describe(exc, loc)[1]}") from exc
     if attrs.get("format_version") != FORMAT_VERSION:
         raise IndexError_(f"{loc} has format_version {attrs.get('format_version')!r}; this reader knows {FORMAT_VERSION}")
+    return attrs, data
+
+
+def read_attrs(shard_dir: str | Path) -> dict:
+    """The index's attributes alone (dataset, classes, splits, shards, settings...), no arrays read."""
+    return _read(shard_dir, ())[0]
+
+
+def read_index(shard_dir: str | Path) -> ShardIndex:
+    """Open the index of a shard set: a local folder or a URL that fsspec reads (http://...)."""
+    attrs, data = _read(shard_dir, (*VIDEO_ARRAYS, "frame_ptr", "frame_offset", "frame_size"))
     return ShardIndex(attrs=attrs, **data)

@@ -12,7 +12,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .clips import decode_jpegs
-from .format import STATUS_OK, frame_member
+from .format import STATUS_OK, frame_member, tar_header_ok
 from .index import ShardIndex, read_index
 from .sources import RangeReader, join
 from .tar_stream import BLOCK, _octal
@@ -51,7 +51,7 @@ def fetch_frames(read, key: str, offsets: np.ndarray, sizes: np.ndarray, frames,
             hdr = blob[at - BLOCK: at]
             name = frame_member(key, f).encode()[:100]
             if (hdr[:100].rstrip(b"\0") != name or _octal(hdr[124:136]) != int(sizes[f])
-                    or _octal(hdr[148:156]) != sum(hdr[:148]) + 256 + sum(hdr[156:])):
+                    or not tar_header_ok(hdr)):
                 raise FrameMismatch(f"frame {f} of {key}: the tar member at byte {int(offsets[f]) - BLOCK} is "
                                     f"{hdr[:100].rstrip(bytes(1)).decode('utf-8', 'replace')!r}, not "
                                     f"{name.decode()!r} of {int(sizes[f])} bytes")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import BinaryIO, Callable, Iterator
 
+from .format import tar_header_ok
+
 BLOCK = 512
 _ZERO = bytes(BLOCK)
 
@@ -77,8 +79,7 @@ def iter_members(f: BinaryIO, want: Callable[[str], bool], seekable: bool = Fals
             raise TarFormatError(f"truncated tar: partial header at byte {offset}")
         if hdr == _ZERO:
             return
-        stored = _octal(hdr[148:156])
-        if stored != sum(hdr[:148]) + 256 + sum(hdr[156:]):
+        if not tar_header_ok(hdr):
             raise TarFormatError(f"corrupt tar header at byte {offset} (checksum mismatch)")
         size = _octal(hdr[124:136])
         kind = hdr[156:157]

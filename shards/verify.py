@@ -1,11 +1,11 @@
 """Check every tar of a shard set against its index: members, byte offsets and sizes, JPEG
-decodability at the recorded H x W, and counts. Exit status 1 on any mismatch.
+decodability at the recorded H x W, and counts. Exit status 1 on any mismatch, and for a set that
+holds no video at all; 2 when there is no readable index.
 
     python -m shards.verify DIR [--quick]
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tarfile
 from pathlib import Path
@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from .format import STATUS_OK, frame_member, meta_member
-from .index import IndexError_, ShardIndex, read_index
+from .errors import command, parser
+from .index import ShardIndex, read_index
 
 
 def verify_shard(index: ShardIndex, number: int, path: Path, decode: bool = True) -> list[str]:
@@ -78,6 +79,9 @@ def verify(shard_dir: str | Path, decode: bool = True, progress: bool = True,
         if len(found) > per_shard:
             found = found[:per_shard] + [f"{tar}: ... and {len(found) - per_shard} more problems in this shard"]
         problems += found
+    if not index.shards or not (index.status == STATUS_OK).any():
+        problems.append(f"index: the set holds {len(index.shards)} shards and {int((index.status == STATUS_OK).sum())} "
+                        f"usable videos of {len(index)} listed; an empty shard set is not usable")
     in_shards = index.shard[index.status == STATUS_OK]
     if len(in_shards) and (in_shards.min() < 0 or in_shards.max() >= len(index.shards)):
         problems.append("index: an ok video points at a shard number outside the shard list")
@@ -86,22 +90,19 @@ def verify(shard_dir: str | Path, decode: bool = True, progress: bool = True,
     return problems, stats
 
 
+@command("verify")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m shards.verify", description="Check shard tars against their index.")
+    p = parser("python -m shards.verify", "Check shard tars against their index.")
     p.add_argument("dir", help="shard set folder (holds the tars and index.zarr)")
     p.add_argument("--quick", action="store_true", help="check members, offsets and sizes, skip JPEG decoding")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = p.parse_args(argv)
-    try:
-        problems, stats = verify(args.dir, decode=not args.quick, progress=not args.no_progress)
-    except IndexError_ as exc:
-        print(f"verify: {exc}", file=sys.stderr)
-        return 1
+    problems, stats = verify(args.dir, decode=not args.quick, progress=not args.no_progress)
     for line in problems:
         print(line)
     verdict = "FAILED" if problems else "OK"
     print(f"{verdict}: {stats['shards']} shards, {stats['videos_ok']} videos, {stats['frames']} frames; "
-          f"{len({p.split(':', 1)[0] for p in problems})} shards with problems")
+          f"{len({p.split(':', 1)[0] for p in problems} - {'index'})} shards with problems")
     return 1 if problems else 0
 
 

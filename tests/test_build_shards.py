@@ -154,6 +154,24 @@ def test_clear_errors_for_bad_arguments(tmp_path, capsys):
         build(["--dataset", "ucf101", "--videos", str(tmp_path), "--annotations", str(tmp_path),
                "--out", str(tmp_path / "o"), "--size", "big"])
     assert "HEIGHTxWIDTH" in capsys.readouterr().err
-    with pytest.raises(FileNotFoundError, match="video folder"):
-        build(["--dataset", "ucf101", "--videos", str(tmp_path / "nope"), "--annotations", str(tmp_path),
-               "--out", str(tmp_path / "o")])
+    assert build(["--dataset", "ucf101", "--videos", str(tmp_path / "nope"), "--annotations", str(tmp_path),
+                  "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"video folder {tmp_path / 'nope'} does not exist" in err
+
+
+def test_entry_points_give_every_option_help_and_its_default(capsys):
+    from preprocess.submit import main as submit
+
+    for main in (build, verify_main, submit):
+        with pytest.raises(SystemExit) as exc:
+            main(["--help"])
+        assert exc.value.code == 0
+        text = capsys.readouterr().out
+        options = [ln.split()[0] for ln in text.splitlines() if ln.startswith("  --") and ln.split()[0] != "--help"]
+        assert options, text
+        for opt in options:
+            block = text[text.index(f"  {opt}"):].split("\n  --", 1)[0]
+            assert "(default:" in block, f"{opt} shows no default:\n{block}"
+    assert submit(["/no/such/script.py"]) == 2
+    assert capsys.readouterr().err == "dask-submit: no such script: /no/such/script.py\n"

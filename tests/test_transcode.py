@@ -9,7 +9,7 @@ import simplejpeg
 
 from preprocess.jpeg_stream import JpegStreamError, split_jpegs
 from preprocess.probe import ProbeError, parse_banner, probe
-from preprocess.transcode import TranscodeError, TranscodeSettings, transcode
+from preprocess.transcode import TranscodeError, TranscodeInterrupted, TranscodeSettings, transcode
 from tests.conftest import BAD, VIDEOS
 from tests.synthetic import make_video, read_index
 
@@ -111,3 +111,23 @@ def test_decode_timeout_is_reported(tmp_path):
     with pytest.raises(TranscodeError, match="timed out"):
         transcode(str(src), TranscodeSettings(timeout=0.01))
 
+
+
+@pytest.mark.parametrize("sig", ["TERM", "KILL"])
+def test_a_signal_that_stops_ffmpeg_is_an_interruption_not_a_bad_video(tmp_path, monkeypatch, sig):
+    import preprocess.ffmpeg_binary as fb
+
+    real = fb.ffmpeg_path()
+    wrapper = tmp_path / "ffmpeg"
+    # ffmpeg reading at the clip's own pace (-re: 4 s for 100 frames), stopped half a second in as
+    # a supervisor, the OOM killer or a stray `kill` would stop it.
+    wrapper.write_text(f'#!/bin/sh\n(sleep 0.5; kill -{sig} $$) &\nexec "{real}" -re "$@"\n')
+    wrapper.chmod(0o755)
+    src = make_video(tmp_path / "v.avi", 100, fps=25, size=(64, 80))
+    fb.ffmpeg_path.cache_clear()
+    monkeypatch.setenv("CSTP_FFMPEG", str(wrapper))
+    try:
+        with pytest.raises(TranscodeInterrupted, match="stopped by a signal"):
+            transcode(str(src), TranscodeSettings(threads=1))
+    finally:
+        fb.ffmpeg_path.cache_clear()

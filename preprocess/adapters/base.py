@@ -6,7 +6,14 @@ import os
 from pathlib import Path
 from typing import Callable
 
-VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".3gp", ".ogv", ".wmv"})
+from shards.errors import InputError
+from shards.format import SPLIT_ROLE_NAMES
+
+# Files with these extensions count as videos (and as "unlisted" when no list names them). A listed
+# video is also matched by stem when its file has another extension: ffmpeg reads by content, so it
+# is transcoded (or fails with ffmpeg's reason) rather than reported missing while it is on disk.
+VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".3gp",
+                              ".ogv", ".wmv", ".gif", ".ts", ".mts", ".m2ts", ".vob", ".asf", ".divx", ".f4v"})
 
 
 @dataclasses.dataclass
@@ -24,6 +31,8 @@ class Listing:
     splits: list[str]
     entries: list[VideoEntry]
     unlisted: list[str]           # video files on disk that no annotation names
+    # What each split code means in this dataset's words (Kinetics: 2 is its "val" set).
+    roles: dict[int, str] = dataclasses.field(default_factory=lambda: dict(SPLIT_ROLE_NAMES))
 
     @property
     def missing(self) -> list[VideoEntry]:
@@ -54,8 +63,12 @@ def register(name: str):
     return deco
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError, ValueError):
     """An annotation file is missing or malformed; the message names the file and line."""
+
+
+class VideoFolderError(InputError, FileNotFoundError):
+    """The video folder is missing, is not a folder, or cannot be listed."""
 
 
 def load_listing(name: str, videos: str | os.PathLike, annotations: str | os.PathLike) -> Listing:
@@ -63,9 +76,10 @@ def load_listing(name: str, videos: str | os.PathLike, annotations: str | os.Pat
         raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
     videos, annotations = Path(videos), Path(annotations)
     if not videos.is_dir():
-        raise FileNotFoundError(f"video folder {videos} does not exist")
+        what = "is not a folder" if videos.exists() else "does not exist"
+        raise VideoFolderError(f"video folder {videos} {what}; --videos wants the folder holding the dataset's videos")
     if not annotations.exists():
-        raise FileNotFoundError(f"annotation path {annotations} does not exist")
+        raise AnnotationError(f"annotation path {annotations} does not exist; --annotations wants the split files' folder")
     return DATASETS[name](videos, annotations)
 
 
@@ -76,14 +90,26 @@ def find_file(annotations: Path, pattern: str) -> list[Path]:
     return sorted(annotations.rglob(pattern))
 
 
+def is_video_name(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _unlistable(exc: OSError):
+    raise VideoFolderError(f"cannot list video folder {exc.filename}: {exc.strerror or exc}") from None
+
+
 def scan_videos(root: Path) -> dict[str, list[Path]]:
-    """Video files under ``root`` by stem. Lists, since a stem can exist in two containers."""
+    """Every entry under ``root`` by stem. Lists, since a stem can exist in two containers.
+
+    Folders named like a video (``x.avi/``), links that lead nowhere, FIFOs: all are kept, so that a
+    listed video in that state is reported with the OS's reason, not as missing. A folder that
+    cannot be listed stops the scan (a partial listing would pass for a partial download).
+    """
     by_stem: dict[str, list[Path]] = {}
-    for dirpath, _, files in os.walk(root):
-        for f in sorted(files):
+    for dirpath, dirs, files in os.walk(root, onerror=_unlistable):
+        for f in sorted(files) + sorted(d for d in dirs if is_video_name(Path(d))):
             p = Path(dirpath) / f
-            if p.suffix.lower() in VIDEO_EXTENSIONS:
-                by_stem.setdefault(p.stem, []).append(p)
+            by_stem.setdefault(p.stem, []).append(p)
     return by_stem
 
 
@@ -95,14 +121,35 @@ def attach_paths(entries: list[VideoEntry], by_stem: dict[str, list[Path]],
         for stem in stems_of(e):
             cands = by_stem.get(stem)
             if cands:
-                ranked = sorted(cands, key=lambda p: (not (prefer and prefer(e, p)), str(p)))
+                ranked = sorted(cands, key=lambda p: (not is_video_name(p), not (prefer and prefer(e, p)), str(p)))
                 e.path = str(ranked[0])
                 used.add(ranked[0])
                 break
-    return sorted(str(p) for ps in by_stem.values() for p in ps if p not in used)
+    return sorted(str(p) for ps in by_stem.values() for p in ps if p not in used and is_video_name(p))
+
+
+def read_text(path: Path) -> str:
+    """The file as UTF-8 text; an error names the file and the line of the first bad byte."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise AnnotationError(f"cannot read annotation file {path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise AnnotationError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); "
+                              "save the file as UTF-8") from None
 
 
 def read_lines(path: Path) -> list[str]:
-    """Non-empty lines, CRLF and trailing spaces removed (the official lists carry both)."""
-    with open(path, encoding="utf-8", newline="") as f:
-        return [ln.strip() for ln in f.read().splitlines() if ln.strip()]
+    """Non-empty lines, CRLF and trailing spaces removed (the official lists carry both).
+
+    Blank lines are dropped, so callers number lines with :func:`numbered_lines` instead.
+    """
+    return [ln for _, ln in numbered_lines(path)]
+
+
+def numbered_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number in the file, stripped line) for each non-empty line."""
+    return [(n, ln.strip()) for n, ln in enumerate(read_text(path).splitlines(), 1) if ln.strip()]

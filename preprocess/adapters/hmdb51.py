@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import AnnotationError, Listing, VideoEntry, attach_paths, find_file, read_lines, register, scan_videos
+from .base import AnnotationError, Listing, VideoEntry, attach_paths, find_file, numbered_lines, read_lines, register, scan_videos
 
 SPLITS = ("1", "2", "3")
 _FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<split>[123])\.txt$")
@@ -17,7 +17,7 @@ _FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<split>[123])\.txt$")
 
 def parse_split_file(path: Path) -> list[tuple[str, int]]:
     out = []
-    for n, line in enumerate(read_lines(path), 1):
+    for n, line in numbered_lines(path):
         parts = line.split()
         if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
             raise AnnotationError(f"{path}:{n}: expected '<name>.avi <0|1|2>', got {line!r}")

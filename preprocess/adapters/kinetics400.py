@@ -8,12 +8,14 @@ the CSV's own split: train 1, val 2 (the set that evaluation tests on), test 0 (
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
-from .base import AnnotationError, Listing, VideoEntry, attach_paths, find_file, read_lines, register, scan_videos
+from .base import AnnotationError, Listing, VideoEntry, attach_paths, find_file, read_lines, read_text, register, scan_videos
 
 SPLITS = ("1",)
 SPLIT_CODE = {"train": 1, "val": 2, "validate": 2, "test": 0}
+ROLES = {1: "train", 2: "val", 0: "test"}
 
 
 def video_id(youtube_id: str, start: int, end: int) -> str:
@@ -21,7 +23,7 @@ def video_id(youtube_id: str, start: int, end: int) -> str:
 
 
 def parse_csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.DictReader(f)
         need = {"youtube_id", "time_start", "time_end", "split"}
         if not reader.fieldnames or not need <= set(reader.fieldnames):
@@ -60,4 +62,4 @@ def load(videos: Path, annotations: Path) -> Listing:
         entries.setdefault(vid, VideoEntry(vid, label, [SPLIT_CODE[r["split"]]]))
     ordered = list(entries.values())
     unlisted = attach_paths(ordered, scan_videos(videos), lambda e: [e.video_id, e.video_id[:-14]])
-    return Listing("kinetics400", classes, list(SPLITS), ordered, unlisted)
+    return Listing("kinetics400", classes, list(SPLITS), ordered, unlisted, roles=ROLES)

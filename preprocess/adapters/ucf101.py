@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import AnnotationError, Listing, VideoEntry, attach_paths, find_file, read_lines, register, scan_videos
+from .base import AnnotationError, Listing, VideoEntry, attach_paths, find_file, numbered_lines, register, scan_videos
 
 SPLITS = ("1", "2", "3")
 
 
 def parse_class_ind(path: Path) -> list[str]:
     classes: dict[int, str] = {}
-    for n, line in enumerate(read_lines(path), 1):
+    for n, line in numbered_lines(path):
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
             raise AnnotationError(f"{path}:{n}: expected '<index> <ClassName>', got {line!r}")
@@ -28,7 +28,7 @@ def parse_list(path: Path, classes: list[str]) -> list[tuple[str, int]]:
     """(video_id, label) for each line of a trainlist/testlist; the label comes from the folder."""
     index = {c: i for i, c in enumerate(classes)}
     out = []
-    for n, line in enumerate(read_lines(path), 1):
+    for n, line in numbered_lines(path):
         parts = line.split()
         rel = parts[0]
         if "/" not in rel:
@@ -37,6 +37,8 @@ def parse_list(path: Path, classes: list[str]) -> list[tuple[str, int]]:
         if cls not in index:
             raise AnnotationError(f"{path}:{n}: class {cls!r} is not in classInd.txt")
         label = index[cls]
+        if len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+            raise AnnotationError(f"{path}:{n}: expected '<Class>/<name>.avi [<label>]', got {line!r}")
         if len(parts) > 1 and int(parts[1]) - 1 != label:
             raise AnnotationError(f"{path}:{n}: label {parts[1]} disagrees with folder {cls!r}")
         out.append((Path(name).stem, label))

@@ -1,0 +1,37 @@
+"""What a build did, per split and per video: the summary table and the failures file."""
+from __future__ import annotations
+
+import numpy as np
+
+from shards.format import STATUS_FAILED, STATUS_MISSING, STATUS_NAMES, STATUS_OK
+from shards.writer import atomic_write_bytes
+
+_COUNTED = (STATUS_OK, STATUS_FAILED, STATUS_MISSING)
+
+
+def split_table(status: np.ndarray, split: np.ndarray, split_names: list[str], roles: dict[int, str]) -> str:
+    """One block per split: a row per role (train / test / val ...) with its ok, failed, missing counts."""
+    width = max(len(r) for r in roles.values()) + 2
+    head = "".join(f"{STATUS_NAMES[s]:>8s}" for s in _COUNTED)
+    lines = []
+    for col, name in enumerate(split_names):
+        lines.append(f"split {name}:".ljust(width + 2) + head)
+        for code in sorted(roles, key=lambda c: (c == 0, c)):
+            member = split[:, col] == code
+            if member.any():
+                lines.append(f"  {roles[code]:<{width}s}" + "".join(f"{int((status[member] == s).sum()):8d}" for s in _COUNTED))
+    return "\n".join(lines)
+
+
+def failures_tsv(video_id, status: np.ndarray, error, paths: list[str | None]) -> bytes:
+    """Every failed or missing video: id, status, reason, the file (empty where none was found)."""
+    lines = ["video_id\tstatus\treason\tpath"]
+    for r in np.flatnonzero(status != STATUS_OK):
+        reason = " ".join(str(error[r]).split())       # a reason never breaks the row
+        lines.append(f"{video_id[r]}\t{STATUS_NAMES[int(status[r])]}\t{reason}\t{paths[r] or ''}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def write_failures(path, video_id, status, error, paths) -> int:
+    atomic_write_bytes(path, failures_tsv(video_id, status, error, paths))
+    return int((status != STATUS_OK).sum())
