@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from shards.errors import InputError
+from shards.errors import InputError, one_line
 
 from .backbones import build_backbone
 
@@ -56,7 +56,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle, zip and EOF errors all mean "not a checkpoint"
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {one_line(exc)[:200]})") from None
     if not isinstance(ck, dict) or "format_version" not in ck:
         raise CheckpointError(f"{path}: not a CSTP checkpoint (no format_version)")
     if ck["format_version"] != FORMAT_VERSION:
