@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from eval.classify import split_rows, validation_split, video_accuracy
 from eval.features import add_model_args, check_crop, clips_at, normalise
-from eval.ft_clips import ALL, draw, test_clip_indices, train_clip_indices
+from eval.ft_clips import ALL, draw, eval_clip_indices, train_clip_indices
 from eval.ft_config import int_list, read_finetune_section
 from eval.report import table, write_results
 from shards.augment import AugmentConfig, augment
@@ -113,7 +113,7 @@ def evaluate(model, reader, rows, labels, clips, args, device, chunk: int = 16) 
     hits = torch.zeros(3, dtype=torch.float64, device=device)
     for i in share:
         row = int(rows[i])
-        idx = test_clip_indices(int(reader.index.n_frames[row]), args.clip_len, args.stride, clips)
+        idx = eval_clip_indices(int(reader.index.n_frames[row]), args.clip_len, args.stride, clips)
         logits = torch.cat([model(normalise(clips_at(reader, row, idx[s:s + chunk], args.crop).to(device)))
                             for s in range(0, len(idx), chunk)]).unsqueeze(0)
         acc = video_accuracy(logits, torch.tensor([int(labels[i])], device=device))

@@ -33,7 +33,7 @@ def all_clip_indices(n_frames: int, clip_len: int, step: int) -> np.ndarray:
     return np.minimum(starts[:, None] + step * np.arange(clip_len)[None, :], n_frames - 1)
 
 
-def test_clip_indices(n_frames: int, clip_len: int, step: int, clips: int | str) -> np.ndarray:
+def eval_clip_indices(n_frames: int, clip_len: int, step: int, clips: int | str) -> np.ndarray:
     """[K, clip_len]: ``clips`` evenly spaced clips, or every non-overlapping one with ``clips='all'``."""
     if clips == ALL:
         return all_clip_indices(n_frames, clip_len, step)
