@@ -42,8 +42,8 @@ def retrieval_figure(path: str | Path, reader, queries: list[int], top: np.ndarr
     h, w = int(idx.attrs["height"]), int(idx.attrs["width"])
     cols = 1 + top.shape[1]
     cell_w = 1.6                                   # inches; at 150 dpi a 240-pixel-wide cell
-    fig, axes = plt.subplots(len(queries), cols, squeeze=False,
-                             figsize=(cols * cell_w, len(queries) * (cell_w * h / w + 0.55) + 0.6))
+    fig, axes = plt.subplots(len(queries), cols, squeeze=False, layout="constrained",
+                             figsize=(cols * cell_w, len(queries) * (cell_w * h / w + 0.45) + 0.35))
     name = lambda row: classes[int(idx.label[row])] if int(idx.label[row]) >= 0 else "?"  # noqa: E731
     for r, (q, tops) in enumerate(zip(queries, top)):
         items = [(q, "query", QUERY)] + [
@@ -61,8 +61,7 @@ def retrieval_figure(path: str | Path, reader, queries: list[int], top: np.ndarr
     fig.legend(handles=[Patch(facecolor="white", edgecolor=QUERY, linewidth=2, label="query"),
                         Patch(facecolor="white", edgecolor=HIT, linewidth=3, label="hit: the query's class"),
                         Patch(facecolor="white", edgecolor=MISS, linewidth=3, label="miss: another class")],
-               loc="upper center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+               loc="outside upper center", ncol=3, fontsize=8, frameon=False)
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return Path(path)
