@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from shards.augment import MEAN, STD
 from shards.clips import center_box, clip_from_frames
+from shards.errors import InputError
 from shards.random_access import FrameReader, evenly_spaced_clips
-from train.checkpoint import load_backbone  # noqa: F401 - the eval scripts' entry to checkpoints
 
 POOLS = {
     # global average over time and space
@@ -20,28 +20,42 @@ POOLS = {
 }
 
 
-def add_model_args(p, shards_required: bool = True) -> None:
-    """The options every eval script shares: what to evaluate, on which shards, with which clips."""
-    p.add_argument("--ckpt", required=True, help="pretraining checkpoint, or 'none' for random initialisation")
-    p.add_argument("--shards", required=shards_required, help="shard set (folder or URL)")
-    p.add_argument("--backbone", default="r21d_10", help="with --ckpt none")
-    p.add_argument("--width", type=float, default=1.0, help="with --ckpt none")
-    p.add_argument("--clips", type=int, default=10, help="clips per video at test time")
-    p.add_argument("--clip-len", type=int, default=16)
-    p.add_argument("--crop", type=int, default=112)
+def add_model_args(p, shards_required: bool = True, test_clips: bool = True) -> None:
+    """The options every eval script shares: what to evaluate, on which shards, with which clips
+    (``test_clips=False``: the script has its own option for the number of test clips)."""
+    p.add_argument("--ckpt", required=True, help="pretraining checkpoint (ckpt-*.pt), or 'none' for random initialisation")
+    p.add_argument("--shards", required=shards_required, help="shard set (folder or URL) holding index.zarr"
+                   + ("" if shards_required else "; required unless --features-in"))
+    p.add_argument("--backbone", default="r21d_10", help="backbone to build with --ckpt none (a checkpoint names its own)")
+    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier with --ckpt none")
+    if test_clips:
+        p.add_argument("--clips", type=int, default=10, help="evenly spaced clips per video at test time")
+    p.add_argument("--clip-len", type=int, default=16, help="frames per clip")
+    p.add_argument("--crop", type=int, default=112, help="side of the square centre crop, in stored pixels")
     p.add_argument("--out", default="runs/eval", help="folder for the results")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (and of --ckpt none's weights)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
-def video_clips(reader: FrameReader, row: int, n_clips: int, clip_len: int, crop: int) -> torch.Tensor:
-    """[n_clips, 3, T, crop, crop] uint8: evenly spaced clips, centre crop, every frame read once."""
-    idx = evenly_spaced_clips(int(reader.index.n_frames[row]), n_clips, clip_len)
+def check_crop(index, crop: int) -> None:
+    """A crop the stored frames can give, checked before any work starts."""
+    h, w = int(index.attrs["height"]), int(index.attrs["width"])
+    if crop > min(h, w):
+        raise InputError(f"--crop {crop} is larger than the stored {h}x{w} frames; use --crop {min(h, w)} or less")
+
+
+def clips_at(reader: FrameReader, row: int, idx: np.ndarray, crop: int) -> torch.Tensor:
+    """[K, 3, T, crop, crop] uint8: the clips of frame numbers ``idx`` [K, T], centre crop, each frame read once."""
     needed = np.unique(idx)
     frames = reader.read_frames(row, needed)
     h, w = frames.shape[1:3]
     box = center_box(h, w, crop)
     return torch.stack([clip_from_frames(frames, np.searchsorted(needed, c), box, 0, (crop, crop)) for c in idx])
+
+
+def video_clips(reader: FrameReader, row: int, n_clips: int, clip_len: int, crop: int) -> torch.Tensor:
+    """[n_clips, 3, T, crop, crop] uint8: evenly spaced clips of consecutive frames, centre crop."""
+    return clips_at(reader, row, evenly_spaced_clips(int(reader.index.n_frames[row]), n_clips, clip_len), crop)
 
 
 def normalise(clips: torch.Tensor) -> torch.Tensor:

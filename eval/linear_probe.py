@@ -3,31 +3,37 @@
     python eval/linear_probe.py --ckpt runs/cstp/ckpt-00010000.pt --shards /shards/ucf101 --splits 1,2,3
 
 The backbone stays in eval mode (batch norm uses its running statistics: the reference code left
-it in train mode). Features of 10 evenly spaced clips per video are extracted once and cached; the
-classifier trains on train-split clips; a test video's prediction averages its clips' logits.
-Results per split and their mean go to linear_probe.json/.txt.
+it in train mode). Features of 10 evenly spaced clips per video are extracted once and cached,
+keyed by the checkpoint's content, the feature settings and the shard set; the classifier trains on
+train-split clips; a test video's prediction averages its clips' logits. Results per split and their
+mean go to linear_probe.json/.txt.
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from eval.classify import split_rows, video_accuracy
+from eval.feature_cache import cache_path, model_identity, shard_identity
+from eval.features import add_model_args, check_crop, extract
+from eval.report import table, write_results
+from shards.errors import InputError, command, parser
+from shards.random_access import FrameReader
+from train.checkpoint import load_backbone
 
-def build_parser() -> argparse.ArgumentParser:
-    from eval.features import add_model_args
+PROG = "linear_probe.py"
 
-    p = argparse.ArgumentParser(prog="linear_probe.py", description=__doc__.split("\n\n")[0])
+
+def build_parser():
+    p = parser(PROG, __doc__.split("\n\n")[0])
     add_model_args(p)
     p.add_argument("--splits", default="1", help="comma-separated, e.g. 1,2,3")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--epochs", type=int, default=100, help="full-batch AdamW steps of the classifier")
+    p.add_argument("--lr", type=float, default=1e-3, help="classifier learning rate")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="classifier weight decay")
     p.add_argument("--cache", default="runs/eval/cache", help="folder for cached features")
     return p
 
@@ -49,37 +55,37 @@ def train_linear(x: torch.Tensor, y: torch.Tensor, n_classes: int, epochs: int, 
     return lambda f: layer((f - mean) / std)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from eval.classify import split_rows, video_accuracy
-    from eval.features import extract, load_backbone
-    from eval.report import table, write_results
-    from shards.index import IndexError_
-    from shards.random_access import FrameReader
-    from train.checkpoint import CheckpointError
-
-    args = build_parser().parse_args(argv)
-    try:
-        reader = FrameReader(args.shards)
-        idx = reader.index
-        backbone, desc = load_backbone(args.ckpt, args.backbone, args.width, seed=args.seed)
-        splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-        plans = {s: split_rows(idx, s) for s in splits}
-    except (CheckpointError, IndexError_, ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"linear_probe: {exc}", file=sys.stderr)
-        return 2
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    # one feature pass over every video any split needs, cached by checkpoint and protocol
-    rows = np.unique(np.concatenate([np.concatenate(p) for p in plans.values()]))
-    key = hashlib.sha256(repr((args.ckpt, args.backbone, args.width, args.seed, str(args.shards), args.clips,
-                               args.clip_len, args.crop, rows.tolist())).encode()).hexdigest()[:16]
-    cache = Path(args.cache) / f"features-{key}.npz"
+def cached_features(args, reader, backbone, rows: np.ndarray) -> np.ndarray:
+    """[V, clips, D] features of ``rows``, from the cache when the same model, settings and shards made them."""
+    cache = cache_path(args.cache, model=model_identity(args.ckpt, args.backbone, args.width, args.seed),
+                       shards=shard_identity(reader.index), rows=rows.tolist(), pool="avg", clips=args.clips,
+                       clip_len=args.clip_len, crop=args.crop)
     if cache.is_file():
-        feats = np.load(cache)["features"]
-    else:
-        feats = extract(backbone, reader, rows, "avg", args.clips, args.clip_len, args.crop, device=device,
-                        progress=not args.no_progress)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, features=feats, rows=rows)
+        return np.load(cache)["features"]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    feats = extract(backbone, reader, rows, "avg", args.clips, args.clip_len, args.crop, device=device,
+                    progress=not args.no_progress)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, features=feats, rows=rows)
+    tmp.replace(cache)              # a killed run leaves no half-written cache behind
+    return feats
+
+
+@command(PROG)
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.epochs < 1:
+        raise InputError(f"--epochs {args.epochs}: the classifier needs at least 1 step; the default is 100")
+    reader = FrameReader(args.shards)
+    idx = reader.index
+    check_crop(idx, args.crop)
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    plans = {s: split_rows(idx, s) for s in splits}
+    backbone, desc = load_backbone(args.ckpt, args.backbone, args.width, seed=args.seed)
+    # one feature pass over every video any split needs
+    rows = np.unique(np.concatenate([np.concatenate(p) for p in plans.values()]))
+    feats = cached_features(args, reader, backbone, rows)
     pos = {int(r): i for i, r in enumerate(rows)}
     n_classes = len(idx.classes)
     per_split = []

@@ -70,3 +70,32 @@ def test_demo_runner_goes_from_videos_to_the_table(tmp_path):
     assert [p.name for p in (out / "run").glob("ckpt-*.pt")] == ["ckpt-00000002.pt"]
     assert "step 2" in json.loads((out / "eval" / "cstp" / "retrieval.json").read_text())["model"]
     assert (out / "eval" / "cstp" / "retrieval.png").stat().st_size > 0
+    # one progress line per stage on the console (off a terminal, repeated every 30 s; the step count
+    # and loss read from the bars), the commands' whole output in the log, and the plots where the
+    # demo says it wrote them
+    lines = r.stdout.splitlines()
+    for stage in ("1/4 generate the dataset", "2/4 shards on a Dask LocalCluster", "3/4 pretrain CSTP, torchrun 2 processes",
+                  "4/4 random init: retrieval", "4/4 random init: linear probe", "4/4 CSTP: retrieval", "4/4 CSTP: linear probe"):
+        mine = [x for x in lines if x.startswith(f"[{stage}]")]
+        assert mine and mine[-1].endswith("done") and sum(x.endswith("done") for x in mine) == 1, (stage, mine)
+    pretrain_line = next(x for x in lines if x.startswith("[3/4"))
+    assert "  2/2  " in pretrain_line and " loss " in pretrain_line
+    log = (out / "demo.log").read_text()
+    assert "done: 2 steps" in log and "train/pretrain.py" in log and "loss=" in log
+    assert f"figures: {out / 'plots'}/" in r.stdout
+    for name in ("loss.png", "accuracy.png", "lr.png", "throughput.png", "demo_table.png"):
+        assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "run" / "tb").exists()          # configs/demo.yaml: tensorboard off, as the README says
+
+
+def test_the_progress_line_reads_step_total_and_loss_from_tqdm_bars():
+    from demo.progress import State
+
+    s = State(t0=0.0)
+    s.feed("\r  1%|          | 10/770 [00:05<06:20,  2.00step/s, loss=4.213]", now=10.0)
+    assert s.line("3/4 pretrain", now=10.0) == "[3/4 pretrain]  10/770  ETA ?  loss 4.213  (10s)"
+    s.feed("\r  5%|▌         | 40/770 [00:20<06:05,  2.00step/s, loss=3.900]", now=25.0)   # 30 steps in 15 s
+    assert s.line("3/4 pretrain", now=25.0) == "[3/4 pretrain]  40/770  ETA 6m05s  loss 3.900  (25s)"
+    assert s.line("3/4 pretrain", now=25.0, final=True) == "[3/4 pretrain]  40/770  loss 3.900  (25s)"
+    s.feed("features: 50%|█████     | 1/2 [00:01<00:01]", now=30.0)      # a new bar starts its ETA over
+    assert (s.done, s.total, s.eta(30.0)) == (1, 2, None)

@@ -2,18 +2,23 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from eval.classify import carve_validation, video_accuracy
-from eval.features import extract, load_backbone
+from eval.classify import carve_validation, validation_split, video_accuracy
+from eval.features import extract
 from eval.finetune import main as finetune
 from eval.linear_probe import main as linear_probe
 from eval.retrieval import main as retrieval
+from shards.errors import InputError
 from shards.random_access import FrameReader
+from tests.conftest import ROOT
 from tests.test_pretrain import run
+from train.checkpoint import load_backbone
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +42,10 @@ def test_retrieval_from_a_pretraining_checkpoint(real_ucf_shards, tiny_ckpt, tmp
     assert set(res) >= {"R@1", "R@5", "R@10", "R@20", "R@50"}
     assert all(0 <= res[f"R@{k}"] <= 1 for k in (1, 5, 10, 20, 50))
     assert res["R@50"] == 0.0           # no query's class is in the gallery: nothing can be hit
+    # k beyond the 2-video gallery: R@k is R@2, and both the JSON and the table say so
+    assert res["capped"] == {"R@5": 2, "R@10": 2, "R@20": 2, "R@50": 2}
+    txt = (out / "retrieval.txt").read_text()
+    assert "R@1 " in txt and "R@5*" in txt and "only 2 videos: R@5, R@10, R@20, R@50 count all of them" in txt
     assert (out / "retrieval.png").stat().st_size > 1000 and "R@1" in (out / "retrieval.txt").read_text()
     # features saved and reloaded give the same figures without a backbone pass
     again = tmp_path / "again"
@@ -71,6 +80,50 @@ def test_bad_checkpoints_and_splits_get_one_line_errors(real_ucf_shards, tiny_ck
     assert "split 2 has no test videos" in capsys.readouterr().err
 
 
+SCRIPTS = {"retrieval": retrieval, "linear_probe": linear_probe, "finetune": finetune}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_an_empty_or_truncated_checkpoint_exits_2_with_one_line_naming_it(script, real_ucf_shards, tiny_ckpt, tmp_path,
+                                                                          capsys):
+    empty, cut = tmp_path / "empty.pt", tmp_path / "cut.pt"
+    empty.write_bytes(b"")
+    cut.write_bytes(tiny_ckpt.read_bytes()[: len(tiny_ckpt.read_bytes()) // 2])
+    for path in (empty, cut):
+        capsys.readouterr()
+        assert SCRIPTS[script](["--ckpt", str(path), "--shards", str(real_ucf_shards), "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith(f"{script}.py: {path}: not a readable checkpoint"), err
+    # run by path, as users do: the same one line, no traceback
+    r = subprocess.run([sys.executable, f"eval/{script}.py", "--ckpt", str(empty), "--shards", str(real_ucf_shards),
+                        "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"{script}.py: {empty}: not a readable checkpoint "
+                                                                   "(EOFError: EOFError)"], r.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_shows_defaults_and_shards_is_required(script, capsys):
+    with pytest.raises(SystemExit) as exc:
+        SCRIPTS[script](["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "(default: 112)" in out and "(default: runs/eval)" in out
+    if script != "retrieval":        # retrieval can work from --features-in alone
+        with pytest.raises(SystemExit) as exc:
+            SCRIPTS[script](["--ckpt", "none"])
+        assert exc.value.code == 2 and "--shards" in capsys.readouterr().err
+
+
+def test_a_split_without_test_videos_names_the_splits_that_have_them(real_ucf_shards, tmp_path, capsys):
+    assert linear_probe(["--ckpt", "none", "--shards", str(real_ucf_shards), "--splits", "1,2", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "linear_probe.py: split 2 has no test videos in these shards; use --splits 1"
+    assert retrieval(["--ckpt", "none", "--shards", str(real_ucf_shards), "--split", "x", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == ("retrieval.py: split 'x' is not in these shards (they have 1, 2, 3); "
+                                               "use --split 1")
+    assert retrieval(["--ckpt", "none", "--out", str(tmp_path)]) == 2
+    assert "--shards is required" in capsys.readouterr().err
+
+
 def test_feature_extraction_leaves_batch_norm_statistics_alone(real_ucf_shards, tiny_ckpt):
     bb, _ = load_backbone(str(tiny_ckpt))
     bb.train()
@@ -91,16 +144,34 @@ def test_linear_probe_runs_and_caches(real_ucf_shards, tiny_ckpt, tmp_path):
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
     assert linear_probe(args) == 0           # second run reads the cache
     assert json.loads((tmp_path / "linear_probe.json").read_text())["splits"][0] == res
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
 
 
-def test_finetune_selects_on_validation_and_tests_once(real_ucf_shards, tiny_ckpt, tmp_path):
-    assert finetune(["--ckpt", str(tiny_ckpt), "--shards", str(real_ucf_shards), "--out", str(tmp_path),
-                     "--epochs", "2", "--batch-size", "1", "--val-fraction", "0.5", "--clip-len", "8", "--crop", "64",
-                     "--clips", "2", "--val-clips", "1", "--no-progress"]) == 0
-    res = json.loads((tmp_path / "finetune.json").read_text())
-    r = res["splits"][0]
-    assert (r["train"], r["val"], r["test"]) == (1, 1, 9) and r["steps"] == 2
-    assert [h["epoch"] for h in res["history"]["1"]] == [0, 1]
+def cached(folder):
+    return {p.name: np.load(p)["features"] for p in folder.glob("*.npz")}
+
+
+def test_linear_probe_cache_follows_the_checkpoint_content_not_its_path(real_ucf_shards, tiny_ckpt, tmp_path):
+    """A new checkpoint written where an old one was gets its own features (it once got the old ones)."""
+    ckpt, cache = tmp_path / "ckpt.pt", tmp_path / "cache"
+    ckpt.write_bytes(tiny_ckpt.read_bytes())                               # checkpoint A
+    args = ["--ckpt", str(ckpt), "--shards", str(real_ucf_shards), "--out", str(tmp_path), "--cache", str(cache),
+            "--epochs", "5", *SMALL]
+    assert linear_probe(args) == 0
+    (a_name, a_feats), = cached(cache).items()
+    b = torch.load(tiny_ckpt, weights_only=True)                            # checkpoint B, same path
+    b["backbone"] = {k: v * 1.5 if v.is_floating_point() else v for k, v in b["backbone"].items()}
+    torch.save(b, ckpt)
+    assert linear_probe(args) == 0
+    feats = cached(cache)
+    assert len(feats) == 2
+    b_feats = next(v for k, v in feats.items() if k != a_name)
+    assert b_feats.shape == a_feats.shape and not np.allclose(b_feats, a_feats)
+    # the same content at another path, and the same checkpoint with other settings
+    moved = tmp_path / "elsewhere.pt"
+    moved.write_bytes(ckpt.read_bytes())
+    assert linear_probe([*args[:1], str(moved), *args[2:]]) == 0 and len(cached(cache)) == 2
+    assert linear_probe([*args, "--clips", "2"]) == 0 and len(cached(cache)) == 3
 
 
 def test_carve_validation_is_per_class_and_disjoint():
@@ -116,36 +187,3 @@ def test_video_accuracy_averages_clip_logits():
     logits = torch.tensor([[[5.0, 0, 0], [0, 1, 0]], [[0, 0, 1.0], [0, 3, 0]]])
     acc = video_accuracy(logits, torch.tensor([0, 2]))
     assert acc == {"top1": 0.5, "top5": 1.0}
-
-
-def test_finetune_under_torchrun_two_ranks(tmp_path):
-    """Two ranks on 127.0.0.1 step together (same steps per epoch) and agree on the result."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from tests.conftest import ROOT
-    from tests.servers import free_port
-
-    shards = tmp_path / "flat"
-    from tests.synthetic import make_flat_video, write_ucf_layout
-    from preprocess.build_shards import main as build
-
-    classes = {c: [(f"v_{c}_g0{j}_c01", 40) for j in range(1, 6)] for c in ("Red", "Blue")}
-    videos, lists = write_ucf_layout(tmp_path / "data", classes, test_every=5)
-    for c, items in classes.items():
-        for name, n in items:
-            make_flat_video(videos / c / f"{name}.avi", n)
-    assert build(["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(shards),
-                  "--workers", "1", "--no-progress"]) == 0
-    torchrun = str(Path(sys.executable).parent / "torchrun")
-    r = subprocess.run([torchrun, "--nnodes", "1", "--nproc_per_node", "2", "--rdzv-backend", "c10d",
-                        "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "eval/finetune.py", "--ckpt", "none",
-                        "--backbone", "r21d_10", "--width", "0.125", "--shards", str(shards), "--out", str(tmp_path / "o"),
-                        "--epochs", "2", "--batch-size", "1", "--val-fraction", "0.25", "--clip-len", "8", "--crop", "64",
-                        "--clips", "2", "--val-clips", "1", "--no-progress"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads((tmp_path / "o" / "finetune.json").read_text())["splits"][0]
-    # 8 train videos, 2 held out: 6 left, 3 steps per epoch on each of 2 ranks
-    assert (res["train"], res["val"], res["test"], res["steps"]) == (6, 2, 2, 6)

@@ -1,0 +1,86 @@
+"""eval/plots.py (cstp-report): training curves from a real pretraining run's log.jsonl, the demo's
+table as bars, and clean failures on a missing or empty log."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from eval.plots import chance_levels, main as report, read_log, smooth
+from shards.errors import InputError
+from tests.conftest import ROOT
+from tests.test_pretrain import run
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(real_ucf_shards, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert run(real_ucf_shards, out, "train.max_steps=4") == 0
+    return out
+
+
+def is_png(path) -> bool:
+    data = path.read_bytes()
+    return data[:8] == PNG and len(data) > 5000
+
+
+def test_report_writes_the_training_curves_of_a_real_run(tiny_run, tmp_path, capsys):
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"random init": {"R@1": 0.175, "R@5": 0.55, "top-1": 0.275},
+                                   "CSTP": {"R@1": 0.55, "R@5": 0.975, "top-1": 0.6}}))
+    assert report([str(tiny_run), "--out", str(tmp_path / "p"), "--summary", str(summary)]) == 0
+    names = ["loss.png", "accuracy.png", "lr.png", "throughput.png", "demo_table.png"]
+    assert all(is_png(tmp_path / "p" / n) for n in names)
+    assert capsys.readouterr().out.strip() == "plots: " + ", ".join(str(tmp_path / "p" / n) for n in names)
+    # by path, as `python eval/plots.py RUN`, into RUN/plots by default
+    r = subprocess.run([sys.executable, "eval/plots.py", str(tiny_run)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert all(is_png(tiny_run / "plots" / n) for n in names[:4])
+
+
+def test_chance_levels_come_from_the_runs_config(tiny_run):
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    d = cfg["data"]
+    assert chance_levels(cfg) == {"rate": 1 / len(d["rates"]), "rotation": 1 / len(d["rotations"]),
+                                  "overlap_s": 1 / d["n_overlaps"], "overlap_t": 1 / d["n_overlaps"]}
+    assert chance_levels({"data": {"rates": [1, 2, 4, 8], "rotations": [0, 90], "n_overlaps": 5}}) == {
+        "rate": 0.25, "rotation": 0.5, "overlap_s": 0.2, "overlap_t": 0.2}
+
+
+def test_event_records_and_a_half_written_line_are_left_out(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"event": "start", "world": 2}\n{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
+    assert [r["step"] for r in read_log(log)] == [1, 2]
+
+
+@pytest.mark.parametrize("content, msg", [
+    (None, "log.jsonl: no such file; give a run folder written by train/pretrain.py --out"),
+    ("", "log.jsonl holds no step records yet"),
+    ('{"event": "start"}\n', "log.jsonl holds no step records yet"),
+])
+def test_a_missing_or_empty_log_fails_in_one_line(tmp_path, capsys, content, msg):
+    if content is not None:
+        (tmp_path / "log.jsonl").write_text(content)
+    assert report([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"cstp-report: {tmp_path / 'log.jsonl'}") and msg in err, err
+    assert not (tmp_path / "plots").exists() or not any((tmp_path / "plots").iterdir())
+    with pytest.raises(InputError):
+        read_log(tmp_path / "log.jsonl")
+
+
+def test_a_missing_summary_names_the_flag(tiny_run, tmp_path, capsys):
+    assert report([str(tiny_run), "--out", str(tmp_path), "--summary", str(tmp_path / "nope.json")]) == 2
+    assert capsys.readouterr().err.strip() == f"cstp-report: --summary {tmp_path / 'nope.json'}: no such file; demo/run.py writes it as summary.json"
+
+
+def test_smooth_is_a_trailing_moving_average():
+    y = np.array([1.0, 3, 5, 7])
+    assert smooth(y, 1) is y
+    assert smooth(y, 2).tolist() == [1.0, 2.0, 4.0, 6.0]
+    assert smooth(y, 10).tolist() == [1.0, 2.0, 3.0, 4.0]
