@@ -144,13 +144,14 @@ def test_deterministic_for_seed_and_epoch(flat_shards):
     assert [x["video_id"] for x in d] != [x["video_id"] for x in a]
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_resume_mid_epoch_gives_the_uninterrupted_batches(flat_shards, workers):
+@pytest.mark.parametrize("world,workers", [(1, 0), (1, 2), (2, 3)])
+def test_resume_mid_epoch_gives_the_uninterrupted_batches(flat_shards, world, workers):
     c = cfg(flat_shards, batch_size=1)
-    full = PairLoader(c, num_workers=workers)
+    rank = world - 1
+    full = PairLoader(c, num_workers=workers, rank=rank, world_size=world)
     whole = [b for b in full] + [b for b in full]          # epochs 0 and 1
     assert full.state_dict() == {"epoch": 2, "delivered": 0, "seed": 0}
-    first = PairLoader(c, num_workers=workers)
+    first = PairLoader(c, num_workers=workers, rank=rank, world_size=world)
     head = []
     for b in first:
         head.append(b)
@@ -158,12 +159,14 @@ def test_resume_mid_epoch_gives_the_uninterrupted_batches(flat_shards, workers):
             break
     state = first.state_dict()
     assert state == {"epoch": 0, "delivered": 3, "seed": 0}
-    resumed = PairLoader(c, num_workers=workers)
+    resumed = PairLoader(c, num_workers=workers, rank=rank, world_size=world)
     resumed.load_state_dict(state)
     tail = [b for b in resumed] + [b for b in resumed]
-    got = head + tail
-    assert [b["video_id"] for b in got] == [b["video_id"] for b in whole]
-    assert all(torch.equal(x["clip1"], y["clip1"]) and torch.equal(x["idx2"], y["idx2"]) for x, y in zip(got, whole))
+    # the interrupted loader itself (its workers still up) carries on where it stopped, too
+    carried_on = head + [b for b in first] + [b for b in first]
+    for got in (head + tail, carried_on):
+        assert [b["video_id"] for b in got] == [b["video_id"] for b in whole]
+        assert all(torch.equal(x["clip1"], y["clip1"]) and torch.equal(x["idx2"], y["idx2"]) for x, y in zip(got, whole))
 
 
 def test_split_filter(flat_shards):
