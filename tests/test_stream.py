@@ -109,6 +109,13 @@ def test_every_video_is_delivered_once_per_epoch(flat_videos, per_shard, world, 
     assert len(seen_over_epochs) == usable        # what one epoch could not fit opens the next
 
 
+def test_streamed_shards_are_dealt_by_video_too(flat_videos):
+    with plain_http_server(build_set(flat_videos, 6)) as url:      # 2 shards, 4 workers in all
+        got = epoch_of(cfg(url, batch_size=2), 2, 2, 0)
+    ids = [v for bs in got.values() for b in bs for v in b["video_id"]]
+    assert len(ids) == len(set(ids)) == 8 and {len(b) for b in got.values()} == {2}
+
+
 def test_a_set_smaller_than_one_global_batch_names_the_numbers_and_keys(flat_shards):
     with pytest.raises(ValueError, match=r"11 usable videos are fewer than one global batch of 12 "
                                          r"\(data.batch_size 4 x world size 3\): lower data.batch_size"):
