@@ -55,29 +55,30 @@ def test_batch_contract_and_true_frame_indices(flat_shards):
             assert m == round(pc.temporal_overlaps[b["overlap_t"][i]] * 16 + 1e-9)
 
 
-@pytest.fixture(scope="module")
-def flat_videos(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flat")
-    classes = {c: [(f"v_{c}_g0{j + 1}_c01", n) for j, n in enumerate(ns)] for c, ns in LENGTHS.items()}
-    videos, lists = write_ucf_layout(root, classes, test_every=4)
-    for c, items in classes.items():
-        for name, n in items:
-            make_flat_video(videos / c / f"{name}.avi", n)
-    return root, videos, lists
-
-
-def build_set(flat_videos, per_shard):
-    root, videos, lists = flat_videos
+def build_set(root, per_shard):
+    """Shards of the flat videos under ``root`` (made on first use), ``per_shard`` videos each."""
     out = root / f"shards-{per_shard}"
     if not out.exists():
+        classes = {c: [(f"v_{c}_g0{j + 1}_c01", n) for j, n in enumerate(ns)] for c, ns in LENGTHS.items()}
+        videos, lists = write_ucf_layout(root, classes, test_every=4)
+        for c, items in classes.items():
+            for name, n in items:
+                if not (videos / c / f"{name}.avi").exists():
+                    make_flat_video(videos / c / f"{name}.avi", n)
         assert build(["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(out),
                       "--videos-per-shard", str(per_shard), "--workers", "1", "--no-progress"]) == 0
     return out
 
 
 @pytest.fixture(scope="module")
-def flat_shards(flat_videos):
-    return build_set(flat_videos, 3)          # 4 shards
+def flat_shards(tmp_path_factory):
+    """4 shards of 3 flat videos (self-contained: tests/test_random_access.py imports it)."""
+    return build_set(tmp_path_factory.mktemp("flat"), 3)
+
+
+@pytest.fixture(scope="module")
+def flat_videos(flat_shards):
+    return flat_shards.parent
 
 
 def epoch_of(c, world, workers, epoch):
