@@ -55,29 +55,30 @@ def test_batch_contract_and_true_frame_indices(flat_shards):
             assert m == round(pc.temporal_overlaps[b["overlap_t"][i]] * 16 + 1e-9)
 
 
-@pytest.fixture(scope="module")
-def flat_videos(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flat")
-    classes = {c: [(f"v_{c}_g0{j + 1}_c01", n) for j, n in enumerate(ns)] for c, ns in LENGTHS.items()}
-    videos, lists = write_ucf_layout(root, classes, test_every=4)
-    for c, items in classes.items():
-        for name, n in items:
-            make_flat_video(videos / c / f"{name}.avi", n)
-    return root, videos, lists
-
-
-def build_set(flat_videos, per_shard):
-    root, videos, lists = flat_videos
+def build_set(root, per_shard):
+    """Shards of the flat videos under ``root`` (made on first use), ``per_shard`` videos each."""
     out = root / f"shards-{per_shard}"
     if not out.exists():
+        classes = {c: [(f"v_{c}_g0{j + 1}_c01", n) for j, n in enumerate(ns)] for c, ns in LENGTHS.items()}
+        videos, lists = write_ucf_layout(root, classes, test_every=4)
+        for c, items in classes.items():
+            for name, n in items:
+                if not (videos / c / f"{name}.avi").exists():
+                    make_flat_video(videos / c / f"{name}.avi", n)
         assert build(["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(out),
                       "--videos-per-shard", str(per_shard), "--workers", "1", "--no-progress"]) == 0
     return out
 
 
 @pytest.fixture(scope="module")
-def flat_shards(flat_videos):
-    return build_set(flat_videos, 3)          # 4 shards
+def flat_shards(tmp_path_factory):
+    """4 shards of 3 flat videos (self-contained: tests/test_random_access.py imports it)."""
+    return build_set(tmp_path_factory.mktemp("flat"), 3)
+
+
+@pytest.fixture(scope="module")
+def flat_videos(flat_shards):
+    return flat_shards.parent
 
 
 def epoch_of(c, world, workers, epoch):
@@ -107,6 +108,13 @@ def test_every_video_is_delivered_once_per_epoch(flat_videos, per_shard, world, 
         assert len(ids) == usable // global_batch * global_batch > usable - global_batch
         seen_over_epochs |= set(ids)
     assert len(seen_over_epochs) == usable        # what one epoch could not fit opens the next
+
+
+def test_streamed_shards_are_dealt_by_video_too(flat_videos):
+    with plain_http_server(build_set(flat_videos, 6)) as url:      # 2 shards, 4 workers in all
+        got = epoch_of(cfg(url, batch_size=2), 2, 2, 0)
+    ids = [v for bs in got.values() for b in bs for v in b["video_id"]]
+    assert len(ids) == len(set(ids)) == 8 and {len(b) for b in got.values()} == {2}
 
 
 def test_a_set_smaller_than_one_global_batch_names_the_numbers_and_keys(flat_shards):
@@ -144,13 +152,14 @@ def test_deterministic_for_seed_and_epoch(flat_shards):
     assert [x["video_id"] for x in d] != [x["video_id"] for x in a]
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_resume_mid_epoch_gives_the_uninterrupted_batches(flat_shards, workers):
+@pytest.mark.parametrize("world,workers", [(1, 0), (1, 2), (2, 3)])
+def test_resume_mid_epoch_gives_the_uninterrupted_batches(flat_shards, world, workers):
     c = cfg(flat_shards, batch_size=1)
-    full = PairLoader(c, num_workers=workers)
+    rank = world - 1
+    full = PairLoader(c, num_workers=workers, rank=rank, world_size=world)
     whole = [b for b in full] + [b for b in full]          # epochs 0 and 1
     assert full.state_dict() == {"epoch": 2, "delivered": 0, "seed": 0}
-    first = PairLoader(c, num_workers=workers)
+    first = PairLoader(c, num_workers=workers, rank=rank, world_size=world)
     head = []
     for b in first:
         head.append(b)
@@ -158,12 +167,14 @@ def test_resume_mid_epoch_gives_the_uninterrupted_batches(flat_shards, workers):
             break
     state = first.state_dict()
     assert state == {"epoch": 0, "delivered": 3, "seed": 0}
-    resumed = PairLoader(c, num_workers=workers)
+    resumed = PairLoader(c, num_workers=workers, rank=rank, world_size=world)
     resumed.load_state_dict(state)
     tail = [b for b in resumed] + [b for b in resumed]
-    got = head + tail
-    assert [b["video_id"] for b in got] == [b["video_id"] for b in whole]
-    assert all(torch.equal(x["clip1"], y["clip1"]) and torch.equal(x["idx2"], y["idx2"]) for x, y in zip(got, whole))
+    # the interrupted loader itself (its workers still up) carries on where it stopped, too
+    carried_on = head + [b for b in first] + [b for b in first]
+    for got in (head + tail, carried_on):
+        assert [b["video_id"] for b in got] == [b["video_id"] for b in whole]
+        assert all(torch.equal(x["clip1"], y["clip1"]) and torch.equal(x["idx2"], y["idx2"]) for x, y in zip(got, whole))
 
 
 def test_split_filter(flat_shards):
