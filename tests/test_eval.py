@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from eval.classify import carve_validation, validation_split, video_accuracy
+from eval.classify import carve_validation, video_accuracy
 from eval.features import extract
 from eval.finetune import main as finetune
 from eval.linear_probe import main as linear_probe
 from eval.retrieval import main as retrieval
-from shards.errors import InputError
 from shards.random_access import FrameReader
 from tests.conftest import ROOT
 from tests.test_pretrain import run
