@@ -103,8 +103,8 @@ def train(args) -> int:
         cfg["train"]["out"] = args.out
     tcfg = cfg["train"]
     out = Path(tcfg["out"])
-    is_main = int(os.environ.get("RANK", 0)) == 0
-    prepare_run_folder(out, args.resume, args.overwrite, is_main, lambda m: say(m, 0 if is_main else 1))
+    env_rank = int(os.environ.get("RANK", 0))          # before the process group: torchrun's variable
+    prepare_run_folder(out, args.resume, args.overwrite, env_rank == 0, lambda m: say(m, env_rank))
 
     rank, world, _, device = D.init_from_env()
     setup_device(device)
