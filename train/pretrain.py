@@ -21,7 +21,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
-from shards.errors import CstpError, InputError, command, parser
+from shards.errors import CstpError, command, parser
 
 from train import ddp as D
 from train.accel import maybe_compile, memory_format, setup_device, wanted
@@ -111,9 +111,6 @@ def train(args) -> int:
     torch.manual_seed(tcfg["seed"])
     loader = make_loader(cfg, rank, world)
     steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise InputError(f"{cfg['data']['shards']}: no full batch of {cfg['data']['batch_size']} pairs per rank on "
-                         f"{world} ranks in {split_phrase(cfg['data']['split'])}; lower data.batch_size")
     total = steps_per_epoch * tcfg["epochs"]
     if tcfg["max_steps"]:
         total = min(total, int(tcfg["max_steps"]))
