@@ -49,6 +49,15 @@ def device_batches(cfg: dict, batch: int, device: torch.device):
                **{k: torch.randint(0, n, (batch,), device=device, generator=g) for k, n in ranges.items()}}
 
 
+def loader_batches(cfg: dict):
+    """Endless batches from the real loader (epoch after epoch)."""
+    from train.pretrain import make_loader
+
+    loader = make_loader(cfg, 0, 1)
+    while True:
+        yield from loader
+
+
 def measure(cfg: dict, device: torch.device, variant: str, batches, warmup: int, steps: int) -> tuple[float, float]:
     """(clips/s, data-wait fraction) of ``steps`` training steps after ``warmup`` of them."""
     channels_last, compiled = VARIANTS[variant]
@@ -97,15 +106,13 @@ def main(argv=None) -> int:
     for name in args.backbones.split(","):
         cfg = load_config(None, [f"data.shards={args.shards or 'x'}", f"model.backbone={name}",
                                  f"model.width={args.width}", f"data.batch_size={args.batch}",
-                                 f"data.clip_len={args.frames}", f"data.out_size={args.size}", "data.num_workers=2"])
+                                 f"data.clip_len={args.frames}", f"data.out_size={args.size}", "data.num_workers=2",
+                                 "data.split=all"])
         params = sum(x.numel() for x in CSTPModel(cfg).backbone.parameters()) / 1e6
         base = None
         for variant in args.variants.split(","):
             if args.shards:
-                from train.pretrain import make_loader
-
-                loader = make_loader(cfg, 0, 1)
-                batches = (b for _ in iter(int, 1) for b in loader)
+                batches = loader_batches(cfg)
             else:
                 batches = device_batches(cfg, args.batch, device)
             rate, wait = measure(cfg, device, variant, batches, args.warmup, args.steps)

@@ -52,7 +52,7 @@ def nonfinite_tensors(state: dict) -> list[str]:
     names = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()]
     if not names:
         return []
-    flags = torch.stack([torch.isfinite(state[k]).all().cpu() for k in names]).tolist()
+    flags = torch.stack([torch.isfinite(state[k]).all() for k in names]).tolist()   # one device, one sync
     return [k for k, ok in zip(names, flags) if not ok]
 
 

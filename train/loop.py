@@ -109,9 +109,9 @@ class Trainer:
         try:
             start = time.perf_counter()
             while self.step < self.total:
-                epoch = self.loader.epoch
+                epoch, ran = self.loader.epoch, False
                 for batch in self.loader:
-                    got = time.perf_counter()
+                    got, ran = time.perf_counter(), True
                     metrics, applied = self.train_step(batch)
                     synced = time.perf_counter()       # train_step ended with the non-finite check's sync
                     last = self.step == self.total
@@ -129,7 +129,7 @@ class Trainer:
                     start = time.perf_counter()        # logging and saving are not the step's time
                     if self.step >= self.total:
                         break
-                if self.loader.epoch != epoch or self.loader.delivered >= len(self.loader):
+                if ran and (self.loader.epoch != epoch or self.loader.delivered >= len(self.loader)):
                     self.log.event("epoch", self.step, epoch=epoch, **self.loader.epoch_summary())
         except CstpError as exc:
             if D.world_size() > 1 and not getattr(exc, "all_ranks", False):

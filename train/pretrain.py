@@ -20,7 +20,7 @@ if __package__ in (None, ""):        # run by path: import this checkout's packa
 import torch  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
-from shards.errors import CstpError, InputError, command, parser
+from shards.errors import CstpError, command, parser
 
 from train import ddp as D
 from train.accel import maybe_compile, memory_format, setup_device, wanted
@@ -107,17 +107,14 @@ def train(args) -> int:
         cfg["train"]["out"] = args.out
     tcfg = cfg["train"]
     out = Path(tcfg["out"])
-    is_main = int(os.environ.get("RANK", 0)) == 0
-    prepare_run_folder(out, args.resume, args.overwrite, is_main, lambda m: say(m, 0 if is_main else 1))
+    env_rank = int(os.environ.get("RANK", 0))          # before the process group: torchrun's variable
+    prepare_run_folder(out, args.resume, args.overwrite, env_rank == 0, lambda m: say(m, env_rank))
 
     rank, world, _, device = D.init_from_env()
     setup_device(device)
     torch.manual_seed(tcfg["seed"])
     loader = make_loader(cfg, rank, world)
     steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise InputError(f"{cfg['data']['shards']}: no full batch of {cfg['data']['batch_size']} pairs per rank on "
-                         f"{world} ranks in {split_phrase(cfg['data']['split'])}; lower data.batch_size")
     total = steps_per_epoch * tcfg["epochs"]
     if tcfg["max_steps"]:
         total = min(total, int(tcfg["max_steps"]))

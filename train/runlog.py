@@ -71,7 +71,7 @@ class RunLog:
                 print("pretrain: tensorboard is not installed; logging to log.jsonl only", file=sys.stderr)
             else:
                 # purge_step: events past the checkpoint, written before a crash, are dropped by readers
-                self.writer = SummaryWriter(str(out / "tb"), purge_step=start_step + 1 if start_step else None)
+                self.writer = SummaryWriter(str(out / "tb"), purge_step=start_step + 1)
 
     def _write(self, rec: dict) -> None:
         self.file.write(json.dumps(rec) + "\n")
