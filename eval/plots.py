@@ -4,7 +4,7 @@
     python eval/plots.py out/demo/run --summary out/demo/summary.json --out out/demo/plots
 
 From RUN/log.jsonl (train/pretrain.py): loss.png (the total and each loss term), accuracy.png (each
-pretext head against its chance level, 1 / its number of classes in RUN/config.json), lr.png and
+pretext head against its chance level, 1 / its number of classes in RUN/config.yaml), lr.png and
 throughput.png (clips/s and the fraction of each step spent waiting for data). With --summary (the
 demo's summary.json): demo_table.png, the demo's table as bars.
 """
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from shards.errors import InputError, command, parser
 
@@ -100,8 +101,8 @@ def _curve(ax, x, y, label: str, window: int, colour=None):
 
 def training_plots(run: Path, out: Path, window: int = 0) -> list[Path]:
     records = read_log(run / "log.jsonl")
-    cfg_path = run / "config.json"
-    config = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+    cfg_path = run / "config.yaml"
+    config = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
     window = window or max(1, len(records) // 40)
     note = f"{run.name}: {len(records)} steps" + (f", curves averaged over {window} steps" if window > 1 else "")
     out.mkdir(parents=True, exist_ok=True)
@@ -172,7 +173,7 @@ def summary_plot(rows: dict, out: Path) -> Path:
 
 def build_parser():
     p = parser(PROG, __doc__.split("\n\n")[0])
-    p.add_argument("run", help="pretraining run folder (holds log.jsonl and config.json)")
+    p.add_argument("run", help="pretraining run folder (holds log.jsonl and config.yaml)")
     p.add_argument("--out", help="folder for the PNGs (default: RUN/plots)")
     p.add_argument("--summary", help="the demo's summary.json: also plot its table")
     p.add_argument("--smooth", type=int, default=0, help="moving-average window in steps (0: about 1/40 of the run)")

@@ -66,9 +66,9 @@ def moco_rank(rank):
     import torch.nn.functional as F
 
     from train.backbones import build_backbone
-    from train.methods import MoCo
+    from train.methods import MoCo, MoCoParams
 
-    m = MoCo(build_backbone("r21d_10", 0.125), proj_dim=4, queue_size=8)
+    m = MoCo(build_backbone("r21d_10", 0.125), MoCoParams(proj_dim=4, queue_size=8))
     keys = torch.full((2, 4), float(rank + 1)) + torch.arange(4.0)
     m.enqueue(keys)
     return m.queue[:4].clone(), F.normalize(keys, dim=1)

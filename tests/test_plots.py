@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from eval.plots import chance_levels, main as report, read_log, smooth
 from shards.errors import InputError
@@ -44,7 +45,7 @@ def test_report_writes_the_training_curves_of_a_real_run(tiny_run, tmp_path, cap
 
 
 def test_chance_levels_come_from_the_runs_config(tiny_run):
-    cfg = json.loads((tiny_run / "config.json").read_text())
+    cfg = yaml.safe_load((tiny_run / "config.yaml").read_text())
     d = cfg["data"]
     assert chance_levels(cfg) == {"rate": 1 / len(d["rates"]), "rotation": 1 / len(d["rotations"]),
                                   "overlap_s": 1 / d["n_overlaps"], "overlap_t": 1 / d["n_overlaps"]}

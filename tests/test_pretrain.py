@@ -230,7 +230,7 @@ def test_torchrun_bad_input_fails_fast_with_one_line_from_rank_0(tmp_path):
                    "data.shards=x", "model.method=swav", "--out", str(tmp_path / "run"))
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode != 0
-    assert r.stderr.count("pretrain: unknown method 'swav'") == 1, r.stderr
+    assert r.stderr.count("unknown method 'swav'") == 1, r.stderr
     assert 'pretrain.py", line' not in r.stderr        # the ranks exit with their status; no traceback of theirs
     assert "exitcode  : 2" in r.stderr                  # torchrun's own report of it
 

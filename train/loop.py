@@ -59,6 +59,7 @@ class Trainer:
     def __post_init__(self):
         self.tcfg = self.cfg["train"]
         self.aug = AugmentConfig(**self.cfg["augment"])
+        self.rotations = tuple(self.cfg["data"]["rotations"])
         self.guard = BadStepGuard(self.model, self.tcfg["max_bad_steps"])
         self.bf16 = self.device.type == "cuda" and bool(self.tcfg["bf16"])
 
@@ -68,7 +69,8 @@ class Trainer:
         clips = {k: batch[k].to(dev, non_blocking=True) for k in ("clip1", "clip2")}
         labels = {k: batch[k].to(dev, non_blocking=True) for k in LABELS}
         gen = torch.Generator(device=dev).manual_seed(seed_for(self.tcfg["seed"], self.step, self.rank))
-        x1, x2 = augment_pair({**clips, "rot1": labels["rot1"], "rot2": labels["rot2"]}, self.aug, gen)
+        x1, x2 = augment_pair({**clips, "rot1": labels["rot1"], "rot2": labels["rot2"]}, self.aug, gen,
+                              rotations=self.rotations)
         x1, x2 = to_format(x1, self.fmt), to_format(x2, self.fmt)
         self.guard.snapshot()
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
