@@ -20,6 +20,9 @@ POOLS = {
 }
 
 
+# The authors test on frames resized to a 128-pixel short side, centre-cropped to 112.
+SHORT_SIDE = 128
+
 def add_model_args(p, shards_required: bool = True, test_clips: bool = True) -> None:
     """The options every eval script shares: what to evaluate, on which shards, with which clips
     (``test_clips=False``: the script has its own option for the number of test clips)."""
@@ -31,31 +34,45 @@ def add_model_args(p, shards_required: bool = True, test_clips: bool = True) -> 
     if test_clips:
         p.add_argument("--clips", type=int, default=10, help="evenly spaced clips per video at test time")
     p.add_argument("--clip-len", type=int, default=16, help="frames per clip")
-    p.add_argument("--crop", type=int, default=112, help="side of the square centre crop, in stored pixels")
+    p.add_argument("--crop", type=int, default=112,
+                   help="side of the square centre crop, in pixels of frames seen at --short-side")
+    p.add_argument("--short-side", type=int, default=SHORT_SIDE,
+                   help="frames are seen as if resized to this short side before the crop (the authors' test "
+                        "transform: 128, then a 112 centre crop), whatever size the shards store")
     p.add_argument("--out", default="runs/eval", help="folder for the results")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (and of --ckpt none's weights)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
-def check_crop(index, crop: int) -> None:
-    """A crop the stored frames can give, checked before any work starts."""
+def check_crop(index, crop: int, short_side: int = SHORT_SIDE) -> None:
+    """A crop the frames can give at ``short_side``, checked before any work starts."""
     h, w = int(index.attrs["height"]), int(index.attrs["width"])
-    if crop > min(h, w):
-        raise InputError(f"--crop {crop} is larger than the stored {h}x{w} frames; use --crop {min(h, w)} or less")
+    if short_side < 1 or short_side > min(h, w):
+        raise InputError(f"--short-side {short_side} is not in 1..{min(h, w)} (the stored frames are {h}x{w})")
+    if crop > short_side:
+        raise InputError(f"--crop {crop} is larger than --short-side {short_side}; use --crop {short_side} or less")
 
 
-def clips_at(reader: FrameReader, row: int, idx: np.ndarray, crop: int) -> torch.Tensor:
+def eval_box(height: int, width: int, crop: int, short_side: int = SHORT_SIDE) -> tuple[int, int, int, int]:
+    """The centre box, in stored pixels, that a ``crop`` centre crop of the frame resized to
+    ``short_side`` covers: so a set stored at 256x341 is evaluated at the scale of one at 128x171."""
+    return center_box(height, width, min(min(height, width), round(crop * min(height, width) / short_side)))
+
+
+def clips_at(reader: FrameReader, row: int, idx: np.ndarray, crop: int, short_side: int = SHORT_SIDE) -> torch.Tensor:
     """[K, 3, T, crop, crop] uint8: the clips of frame numbers ``idx`` [K, T], centre crop, each frame read once."""
     needed = np.unique(idx)
     frames = reader.read_frames(row, needed)
     h, w = frames.shape[1:3]
-    box = center_box(h, w, crop)
+    box = eval_box(h, w, crop, short_side)
     return torch.stack([clip_from_frames(frames, np.searchsorted(needed, c), box, 0, (crop, crop)) for c in idx])
 
 
-def video_clips(reader: FrameReader, row: int, n_clips: int, clip_len: int, crop: int) -> torch.Tensor:
+def video_clips(reader: FrameReader, row: int, n_clips: int, clip_len: int, crop: int,
+                short_side: int = SHORT_SIDE) -> torch.Tensor:
     """[n_clips, 3, T, crop, crop] uint8: evenly spaced clips of consecutive frames, centre crop."""
-    return clips_at(reader, row, evenly_spaced_clips(int(reader.index.n_frames[row]), n_clips, clip_len), crop)
+    return clips_at(reader, row, evenly_spaced_clips(int(reader.index.n_frames[row]), n_clips, clip_len), crop,
+                    short_side)
 
 
 def normalise(clips: torch.Tensor) -> torch.Tensor:
@@ -66,7 +83,8 @@ def normalise(clips: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def extract(backbone, reader: FrameReader, rows, pool: str = "avg", n_clips: int = 10, clip_len: int = 16,
-            crop: int = 112, batch_videos: int = 4, device=torch.device("cpu"), progress: bool = True) -> np.ndarray:
+            crop: int = 112, batch_videos: int = 4, device=torch.device("cpu"), progress: bool = True,
+            short_side: int = SHORT_SIDE) -> np.ndarray:
     """[V, n_clips, D] float32 features of every clip of every video in ``rows`` (no video dropped)."""
     from tqdm import tqdm
 
@@ -76,7 +94,7 @@ def extract(backbone, reader: FrameReader, rows, pool: str = "avg", n_clips: int
     for s in tqdm(range(0, len(rows), batch_videos), disable=not progress, unit="batch", file=sys.stderr,
                   desc="features"):
         chunk = rows[s:s + batch_videos]
-        clips = torch.cat([video_clips(reader, int(r), n_clips, clip_len, crop) for r in chunk]).to(device)
+        clips = torch.cat([video_clips(reader, int(r), n_clips, clip_len, crop, short_side) for r in chunk]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             f = POOLS[pool](backbone.features(normalise(clips)))
         out.append(f.float().cpu().view(len(chunk), n_clips, -1).numpy())

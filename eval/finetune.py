@@ -114,7 +114,7 @@ def evaluate(model, reader, rows, labels, clips, args, device, chunk: int = 16) 
     for i in share:
         row = int(rows[i])
         idx = eval_clip_indices(int(reader.index.n_frames[row]), args.clip_len, args.stride, clips)
-        logits = torch.cat([model(normalise(clips_at(reader, row, idx[s:s + chunk], args.crop).to(device)))
+        logits = torch.cat([model(normalise(clips_at(reader, row, idx[s:s + chunk], args.crop, args.short_side).to(device)))
                             for s in range(0, len(idx), chunk)]).unsqueeze(0)
         acc = video_accuracy(logits, torch.tensor([int(labels[i])], device=device))
         hits += torch.tensor([acc["top1"], acc["top5"], 1.0], dtype=torch.float64, device=device)
@@ -181,7 +181,7 @@ def finetune_split(args, reader, backbone, split, device, rank, world):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     reader = FrameReader(args.shards)
-    check_crop(reader.index, args.crop)
+    check_crop(reader.index, args.crop, args.short_side)
     splits = [x.strip() for x in args.splits.split(",") if x.strip()]
     for s in splits:                       # every split checked before any training starts
         split_rows(reader.index, s)

@@ -59,12 +59,12 @@ def cached_features(args, reader, backbone, rows: np.ndarray) -> np.ndarray:
     """[V, clips, D] features of ``rows``, from the cache when the same model, settings and shards made them."""
     cache = cache_path(args.cache, model=model_identity(args.ckpt, args.backbone, args.width, args.seed),
                        shards=shard_identity(reader.index), rows=rows.tolist(), pool="avg", clips=args.clips,
-                       clip_len=args.clip_len, crop=args.crop)
+                       clip_len=args.clip_len, crop=args.crop, short_side=args.short_side)
     if cache.is_file():
         return np.load(cache)["features"]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     feats = extract(backbone, reader, rows, "avg", args.clips, args.clip_len, args.crop, device=device,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, short_side=args.short_side)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, features=feats, rows=rows)
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(f"--epochs {args.epochs}: the classifier needs at least 1 step; the default is 100")
     reader = FrameReader(args.shards)
     idx = reader.index
-    check_crop(idx, args.crop)
+    check_crop(idx, args.crop, args.short_side)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     plans = {s: split_rows(idx, s) for s in splits}
     backbone, desc = load_backbone(args.ckpt, args.backbone, args.width, seed=args.seed)

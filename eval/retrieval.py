@@ -56,11 +56,11 @@ def load_features(path: str) -> dict:
 def compute_features(args) -> tuple[dict, FrameReader]:
     reader = FrameReader(args.shards)
     idx = reader.index
-    check_crop(idx, args.crop)
+    check_crop(idx, args.crop, args.short_side)
     gal_rows, q_rows = split_rows(idx, args.split, flag="--split")
     backbone, desc = load_backbone(args.ckpt, args.backbone, args.width, seed=args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    kw = dict(pool=args.pool, n_clips=args.clips, clip_len=args.clip_len, crop=args.crop,
+    kw = dict(pool=args.pool, n_clips=args.clips, clip_len=args.clip_len, crop=args.crop, short_side=args.short_side,
               batch_videos=args.batch_videos, device=device, progress=not args.no_progress)
     data = {"gallery": extract(backbone, reader, gal_rows, **kw).mean(axis=1),
             "queries": extract(backbone, reader, q_rows, **kw).mean(axis=1),
