@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def connect(args):
+    import dask
     from distributed import Client, LocalCluster
 
     if args.scheduler:
@@ -91,7 +92,10 @@ def connect(args):
         except (OSError, TimeoutError) as exc:
             raise InputError(f"cannot reach the Dask scheduler at {args.scheduler}: {exc}") from None
     n = args.workers or os.cpu_count() or 1
-    with sigint_ignored_by_children():
+    # Workers forked from a forkserver, not spawned: each spawned worker re-imports distributed,
+    # and closing them takes a second more (2 workers on the shared 2-core CPU: start 3.1 -> 1.7 s,
+    # close 1.0 -> 0.1 s). The forkserver is single-threaded, so forking it is safe.
+    with sigint_ignored_by_children(), dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
     return Client(cluster), cluster
 
