@@ -9,12 +9,9 @@ LocalCluster of ``--workers`` processes (the embedded default). One task per sha
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import numpy as np
 
 from preprocess.build_lock import build_lock
 from preprocess.build_summary import split_table, write_failures
+from preprocess.interrupts import sigint_ignored_by_children, sigterm_as_interrupt
 from shards.errors import InputError, RunFailed, command, parser
 from shards.format import FAILURES_NAME, INDEX_NAME, STATUS_FAILED, STATUS_NAMES, STATUS_OK, TEMP_MARK, sidecar_name
 from shards.index import check_index_location, empty_rows, write_index
@@ -100,21 +98,6 @@ def connect(args):
     return Client(cluster), cluster
 
 
-@contextlib.contextmanager
-def sigint_ignored_by_children():
-    """Worker processes started in this block ignore SIGINT (Python keeps an inherited SIG_IGN), so
-    a terminal's Ctrl-C reaches the driver alone, which then cancels the tasks and closes the
-    cluster, instead of every worker dying with its own traceback."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-
-
 def gather_index(listing, specs, out: Path):
     """Build index rows from the sidecars on disk (not from task results), so a resumed job's index
     is the one an uninterrupted job would write."""
@@ -174,23 +157,6 @@ def submit_all(client, specs, settings, out: Path, args, listing, identity) -> t
         client.cancel(futures)
         raise
     return results, failed
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM (a scheduler's kill, ``timeout``) ends the build the way Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 @command("build_shards")
