@@ -10,7 +10,8 @@ import threading
 def sigint_ignored_by_children():
     """Worker processes started in this block ignore SIGINT (Python keeps an inherited SIG_IGN), so
     a terminal's Ctrl-C reaches the driver alone, which then cancels the tasks and closes the
-    cluster, instead of every worker dying with its own traceback."""
+    cluster, instead of every worker dying with its own traceback. (A Ctrl-C in the second or two
+    the block lasts is lost: children only inherit SIG_IGN, not a handler that would remember it.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
