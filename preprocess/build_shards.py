@@ -39,6 +39,20 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def positive(kind):
+    """An argparse type: ``kind`` (int or float) above 0, with a message naming the value."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"wants a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"wants a value above 0, got {text!r}")
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
 def parse_bytes(text: str) -> int:
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     t = text.strip().lower().rstrip("b")
@@ -59,18 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotations", required=True, help="folder (or file) of the dataset's split files")
     p.add_argument("--out", required=True, help="output folder for the tars, sidecars, index.zarr and failures.tsv")
     p.add_argument("--name", help="shard file prefix; when not given, the dataset name")
-    p.add_argument("--fps", type=float, default=25.0, help="output frame rate")
+    p.add_argument("--fps", type=positive(float), default=25.0, help="output frame rate")
     p.add_argument("--size", type=parse_size, default="128x171", help="output HEIGHTxWIDTH")
-    p.add_argument("--jpeg-quality", type=int, default=3, help="ffmpeg -q:v, 2 best .. 31")
+    p.add_argument("--jpeg-quality", type=int, default=3, choices=range(2, 32), metavar="2..31", help="ffmpeg -q:v, 2 best .. 31")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--videos-per-shard", type=int, default=None,
+    g.add_argument("--videos-per-shard", type=positive(int), default=None,
                    help=f"videos per shard; when not given, {MAX_VIDEOS_PER_SHARD}, or fewer for small sets so that "
                         f"there are at least {MIN_SHARDS} shards (one a video below {MIN_SHARDS} videos) for ranks x "
                         "loader workers to read in parallel")
     g.add_argument("--shard-size", type=parse_bytes, default=None, help="source bytes per shard, e.g. 1G (instead of --videos-per-shard)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shard plan's shuffle")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per video")
-    p.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes; when not given, one per core")
+    p.add_argument("--timeout", type=positive(float), default=600.0, help="seconds allowed per video")
+    p.add_argument("--workers", type=positive(int), default=None, help="LocalCluster worker processes; when not given, one per core")
     p.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
                    help="address of a running Dask scheduler; the default is $DASK_SCHEDULER_ADDRESS, and "
                         "with neither the build starts a LocalCluster")

@@ -160,6 +160,10 @@ def test_clear_errors_for_bad_arguments(tmp_path, capsys):
         build(["--dataset", "ucf101", "--videos", str(tmp_path), "--annotations", str(tmp_path),
                "--out", str(tmp_path / "o"), "--size", "big"])
     assert "HEIGHTxWIDTH" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        build(["--dataset", "ucf101", "--videos", str(tmp_path), "--annotations", str(tmp_path),
+               "--out", str(tmp_path / "o"), "--videos-per-shard", "0"])
+    assert exc.value.code == 2 and "--videos-per-shard: wants a value above 0, got '0'" in capsys.readouterr().err
     assert build(["--dataset", "ucf101", "--videos", str(tmp_path / "nope"), "--annotations", str(tmp_path),
                   "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
