@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from shards.format import SPLIT_ROLE_NAMES, STATUS_FAILED, STATUS_OK, frame_member, meta_member, sidecar_name
 from shards.writer import ShardWriter, file_sha256, read_sidecar, tar_listing, write_sidecar
 
 from .plan import ShardSpec
-from .transcode import TranscodeError, TranscodeSettings, transcode
+from .transcode import TranscodeError, TranscodeSettings, Transcoded, transcode
 
 
 def expected_members(record: dict) -> list[tuple[str, int, int]]:
@@ -58,6 +59,14 @@ def sample_meta(v, dataset: str, split_names: list[str], s: TranscodeSettings, n
     }
 
 
+def _transcode(path: str, settings: TranscodeSettings) -> Transcoded | TranscodeError:
+    """The video's frames, or the reason it has none; an interruption still raises."""
+    try:
+        return transcode(path, settings)
+    except TranscodeError as exc:
+        return exc
+
+
 def build_shard(spec: ShardSpec, settings: TranscodeSettings, out_dir: str, dataset: str,
                 split_names: list[str], digest: str, overwrite: bool = False) -> dict:
     out = Path(out_dir)
@@ -67,13 +76,16 @@ def build_shard(spec: ShardSpec, settings: TranscodeSettings, out_dir: str, data
             return {**rec, "skipped": True}
     t0 = time.perf_counter()
     videos = []
-    with ShardWriter(out / spec.tar) as writer:
-        for v in spec.videos:
+    with ShardWriter(out / spec.tar) as writer, ThreadPoolExecutor(1, thread_name_prefix="transcode") as pool:
+        # One transcode ahead: the next video's ffmpeg runs while this thread writes the last one's
+        # frames, so the core never waits on our Python between two ffmpeg runs.
+        ahead = pool.submit(_transcode, spec.videos[0].path, settings) if spec.videos else None
+        for i, v in enumerate(spec.videos):
+            result = ahead.result()
+            ahead = pool.submit(_transcode, spec.videos[i + 1].path, settings) if i + 1 < len(spec.videos) else None
             row = {"row": v.row, "video_id": v.video_id, "key": v.key}
-            try:
-                result = transcode(v.path, settings)
-            except TranscodeError as exc:
-                videos.append({**row, "status": STATUS_FAILED, "error": str(exc), "n_frames": 0,
+            if isinstance(result, TranscodeError):
+                videos.append({**row, "status": STATUS_FAILED, "error": str(result), "n_frames": 0,
                                "source_fps": None, "duration": None, "frame_offset": [], "frame_size": []})
                 continue
             n = len(result.frames)

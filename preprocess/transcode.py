@@ -79,10 +79,11 @@ _SIGNALLED = "received signal"
 
 
 def _run(cmd: list[str], timeout: float) -> tuple[int, bytes, str]:
-    # A session of its own: the terminal's Ctrl-C (sent to the whole foreground process group)
+    # A process group of its own: the terminal's Ctrl-C (sent to the foreground process group)
     # stops the build through its driver, instead of reaching ffmpeg and passing for a bad video.
+    # Not a session of its own: with autogroup scheduling a new session is a new CPU group.
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            process_group=0)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

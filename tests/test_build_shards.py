@@ -145,6 +145,12 @@ def test_real_clips_of_all_three_datasets(tmp_path, capsys):
         idx = read_index(out)
         assert (idx.status == STATUS_OK).sum() == 3
         assert (idx.status == STATUS_MISSING).sum() == len(idx) - 3
+        # the defaults give a set this small one shard per video
+        assert len(idx.shards) == 3 and "shards: 3 in the set" in (text := capsys.readouterr().out)
+        if name == "kinetics400":
+            # Kinetics' own words for its split column: the 3 clips are val videos, test has no labels
+            val = next(ln for ln in text.splitlines() if ln.split()[:1] == ["val"])
+            assert val.split()[1] == "3" and any(ln.split()[:1] == ["test"] for ln in text.splitlines())
         assert np.all(idx.n_frames[idx.status == STATUS_OK] > 30)
         assert verify_main([str(out), "--no-progress"]) == 0
 
@@ -154,6 +160,10 @@ def test_clear_errors_for_bad_arguments(tmp_path, capsys):
         build(["--dataset", "ucf101", "--videos", str(tmp_path), "--annotations", str(tmp_path),
                "--out", str(tmp_path / "o"), "--size", "big"])
     assert "HEIGHTxWIDTH" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        build(["--dataset", "ucf101", "--videos", str(tmp_path), "--annotations", str(tmp_path),
+               "--out", str(tmp_path / "o"), "--videos-per-shard", "0"])
+    assert exc.value.code == 2 and "--videos-per-shard: wants a value above 0, got '0'" in capsys.readouterr().err
     assert build(["--dataset", "ucf101", "--videos", str(tmp_path / "nope"), "--annotations", str(tmp_path),
                   "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err

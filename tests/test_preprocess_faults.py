@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def test_an_interrupted_build_records_nothing_in_flight_and_a_rerun_matches_a_cl
 def test_unreadable_listed_files_are_failed_with_the_os_reason_and_the_build_goes_on(small, tmp_path, capsys):
     videos, lists, _ = small
     classes = {**SMALL, "Gamma": [("v_Gamma_dangling", 0), ("v_Gamma_loop", 0), ("v_Gamma_fifo", 0),
-                                  ("v_Gamma_folder", 0), ("v_Gamma_no_access", 0)]}
+                                  ("v_Gamma_folder", 0)]}
     root = tmp_path / "data"
     v2, l2 = write_ucf_layout(root, classes)
     shutil.copytree(videos, v2, dirs_exist_ok=True)
@@ -115,9 +116,6 @@ def test_unreadable_listed_files_are_failed_with_the_os_reason_and_the_build_goe
     (g / "v_Gamma_loop.avi").symlink_to(g / "v_Gamma_loop.avi")
     os.mkfifo(g / "v_Gamma_fifo.avi")
     (g / "v_Gamma_folder.avi").mkdir()
-    locked = g / "v_Gamma_no_access.avi"
-    shutil.copy(v2 / "Alpha" / "v_Alpha_g01_c01.avi", locked)
-    locked.chmod(0)
     out = tmp_path / "out"
     assert build(_args(v2, l2, out, "--timeout", "20")) == 0
     idx = read_index(out)
@@ -127,12 +125,6 @@ def test_unreadable_listed_files_are_failed_with_the_os_reason_and_the_build_goe
                "v_Gamma_folder": "Is a directory"}
     for vid, reason in reasons.items():
         assert idx.status[row[vid]] == STATUS_FAILED and reason in str(idx.error[row[vid]]), (vid, idx.error[row[vid]])
-    # Root reads a mode-000 file anyway; elsewhere it must fail with the OS's reason.
-    r = row["v_Gamma_no_access"]
-    if os.access(locked, os.R_OK):
-        assert idx.status[r] == STATUS_OK
-    else:
-        assert idx.status[r] == STATUS_FAILED and "Permission denied" in str(idx.error[r])
     assert all(idx.status[row[n]] == STATUS_OK for c in SMALL.values() for n, _ in c)
 
 
@@ -150,18 +142,77 @@ def test_a_build_that_finds_no_videos_fails_naming_the_folder(small, tmp_path, c
     assert not (out / "index.zarr").exists()
 
 
-def test_a_video_folder_that_cannot_be_listed_is_an_error(small, tmp_path, capsys):
+def as_nobody(fn) -> str:
+    """``fn()``'s result (a string), computed in a forked child that runs as uid/gid 65534: tests
+    run as root, and root reads and lists what mode 000 forbids."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                        # pragma: no cover - the child
+        try:
+            os.close(r)
+            os.setgid(65534)
+            os.setuid(65534)
+            out = fn()
+        except BaseException as exc:                    # noqa: BLE001 - report anything to the parent
+            out = f"{type(exc).__name__}: {exc}"
+        os.write(w, out.encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        text = f.read()
+    os.waitpid(pid, 0)
+    return text
+
+
+@pytest.fixture
+def world_readable(tmp_path):
+    """A folder that uid 65534 can reach (pytest's own tmp folders are mode 0700)."""
+    d = Path(tempfile.mkdtemp(prefix="cstp-faults-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    for p in d.rglob("*"):
+        if p.is_dir() and not p.is_symlink():
+            p.chmod(0o755)
+    shutil.rmtree(d)
+
+
+def test_a_video_folder_that_cannot_be_listed_is_an_error(small, world_readable):
+    from preprocess.adapters.base import VideoFolderError
+
     videos, lists, _ = small
-    blocked = tmp_path / "videos"
+    blocked = world_readable / "videos"
     shutil.copytree(videos, blocked)
+    shutil.copytree(lists, world_readable / "lists")
+    for p in [world_readable, *world_readable.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
     (blocked / "Beta").chmod(0)
-    try:
-        if os.access(blocked / "Beta", os.R_OK):
-            pytest.skip("running as root: a mode-000 folder can still be listed")
-        assert build(_args(blocked, lists, tmp_path / "out")) == 2
-        assert f"cannot list video folder {blocked / 'Beta'}: Permission denied" in capsys.readouterr().err
-    finally:
-        (blocked / "Beta").chmod(0o755)
+
+    def listing() -> str:
+        try:
+            load_listing("ucf101", blocked, world_readable / "lists")
+        except VideoFolderError as exc:
+            return str(exc)
+        return "listed without an error"
+
+    assert as_nobody(listing) == f"cannot list video folder {blocked / 'Beta'}: Permission denied"
+
+
+def test_a_listed_file_without_read_permission_fails_with_the_os_reason(small, world_readable):
+    from preprocess.transcode import TranscodeError, check_readable
+
+    videos, _, _ = small
+    locked = world_readable / "v_locked.avi"
+    shutil.copy(videos / "Alpha" / "v_Alpha_g01_c01.avi", locked)
+    locked.chmod(0)
+
+    def check() -> str:
+        try:
+            check_readable(str(locked))
+        except TranscodeError as exc:
+            return str(exc)
+        return "readable"
+
+    assert as_nobody(check) == "cannot read: Permission denied"
 
 
 def test_verify_of_an_empty_shard_set_is_not_ok(tmp_path, capsys):

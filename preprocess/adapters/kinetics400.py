@@ -11,11 +11,14 @@ import csv
 import io
 from pathlib import Path
 
+from shards.format import SPLIT_TEST, SPLIT_TRAIN, SPLIT_UNUSED
+
 from .base import AnnotationError, Listing, VideoEntry, attach_paths, find_file, read_lines, read_text, register, scan_videos
 
 SPLITS = ("1",)
-SPLIT_CODE = {"train": 1, "val": 2, "validate": 2, "test": 0}
-ROLES = {1: "train", 2: "val", 0: "test"}
+# The CSV's own split words; "val" is what evaluation tests on, "test" has no labels.
+SPLIT_CODE = {"train": SPLIT_TRAIN, "val": SPLIT_TEST, "validate": SPLIT_TEST, "test": SPLIT_UNUSED}
+ROLES = {SPLIT_TRAIN: "train", SPLIT_TEST: "val", SPLIT_UNUSED: "test"}
 
 
 def video_id(youtube_id: str, start: int, end: int) -> str:

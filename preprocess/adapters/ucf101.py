@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shards.format import SPLIT_TEST, SPLIT_TRAIN
+
 from .base import AnnotationError, Listing, VideoEntry, attach_paths, find_file, numbered_lines, register, scan_videos
 
 SPLITS = ("1", "2", "3")
@@ -57,7 +59,7 @@ def load(videos: Path, annotations: Path) -> Listing:
     classes = parse_class_ind(_one(annotations, "classInd.txt"))
     entries: dict[str, VideoEntry] = {}
     for s, split in enumerate(SPLITS):
-        for kind, code in (("trainlist", 1), ("testlist", 2)):
+        for kind, code in (("trainlist", SPLIT_TRAIN), ("testlist", SPLIT_TEST)):
             for vid, label in parse_list(_one(annotations, f"{kind}0{split}.txt"), classes):
                 e = entries.setdefault(vid, VideoEntry(vid, label, [0] * len(SPLITS)))
                 e.split[s] = code
@@ -78,7 +80,7 @@ def write_lists(folder: Path, classes: list[str], videos: list[tuple[str, str, l
     (folder / "classInd.txt").write_text("".join(f"{i + 1} {c}\r\n" for i, c in enumerate(classes)), newline="")
     label = {c: i + 1 for i, c in enumerate(classes)}
     for s, split in enumerate(SPLITS):
-        train = "".join(f"{c}/{n}.avi {label[c]}\r\n" for c, n, roles in videos if roles[s] == 1)
-        test = "".join(f"{c}/{n}.avi\r\n" for c, n, roles in videos if roles[s] == 2)
+        train = "".join(f"{c}/{n}.avi {label[c]}\r\n" for c, n, roles in videos if roles[s] == SPLIT_TRAIN)
+        test = "".join(f"{c}/{n}.avi\r\n" for c, n, roles in videos if roles[s] == SPLIT_TEST)
         (folder / f"trainlist0{split}.txt").write_text(train, newline="")
         (folder / f"testlist0{split}.txt").write_text(test, newline="")
