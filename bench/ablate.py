@@ -38,7 +38,7 @@ def build_shards(out: Path) -> Path:
 
     data = ROOT.parent / "shared" / "data"
     with contextlib.redirect_stdout(io.StringIO()):
-        rc = build(["--dataset", "ucf101", "--videos", str(data / "videos/ucf101/UCF-101"), "--annotations",
+        rc = build(["--size", "128x171", "--dataset", "ucf101", "--videos", str(data / "videos/ucf101/UCF-101"), "--annotations",
                     str(data / "annotations/ucf101"), "--out", str(out), "--videos-per-shard", "1", "--workers", "2",
                     "--no-progress"])
     if rc:

@@ -66,7 +66,7 @@ def bench_transcode(clips: list[Path], repeat: int) -> float:
                 raise RuntimeError(f"bare ffmpeg failed: {r.stderr[-500:]}")
     bare_cpu, bare_wall = cpu_seconds() - c0, time.perf_counter() - t0
 
-    print(f"transcode, {len(clips)} real clips x {repeat}, {frames} frames at 25 fps, 128x171:")
+    print(f"transcode, {len(clips)} real clips x {repeat}, {frames} frames at 25 fps, {s.height}x{s.width}:")
     print(f"  ours:        {frames / ours_cpu:8.0f} frames/s/core  ({frames / ours_wall:.0f} frames/s wall)")
     print(f"  bare ffmpeg: {frames / bare_cpu:8.0f} frames/s/core  ({frames / bare_wall:.0f} frames/s wall)")
     print(f"  ratio ours/bare (per core): {(frames / ours_cpu) / (frames / bare_cpu):.2f}   (goal >= 0.9)")

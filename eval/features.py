@@ -37,8 +37,8 @@ def add_model_args(p, shards_required: bool = True, test_clips: bool = True) -> 
     p.add_argument("--crop", type=int, default=112,
                    help="side of the square centre crop, in pixels of frames seen at --short-side")
     p.add_argument("--short-side", type=int, default=SHORT_SIDE,
-                   help="frames are seen as if resized to this short side before the crop (the authors' test "
-                        "transform: 128, then a 112 centre crop), whatever size the shards store")
+                   help="frames stored larger are seen as if resized to this short side before the crop (the "
+                        "authors' test transform: 128, then a 112 centre crop); smaller ones as stored")
     p.add_argument("--out", default="runs/eval", help="folder for the results")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (and of --ckpt none's weights)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -47,16 +47,19 @@ def add_model_args(p, shards_required: bool = True, test_clips: bool = True) -> 
 def check_crop(index, crop: int, short_side: int = SHORT_SIDE) -> None:
     """A crop the frames can give at ``short_side``, checked before any work starts."""
     h, w = int(index.attrs["height"]), int(index.attrs["width"])
-    if short_side < 1 or short_side > min(h, w):
-        raise InputError(f"--short-side {short_side} is not in 1..{min(h, w)} (the stored frames are {h}x{w})")
-    if crop > short_side:
-        raise InputError(f"--crop {crop} is larger than --short-side {short_side}; use --crop {short_side} or less")
+    if short_side < 1:
+        raise InputError(f"--short-side {short_side} must be at least 1")
+    seen = min(short_side, h, w)
+    if crop > seen:
+        raise InputError(f"--crop {crop} is larger than the {seen}-pixel short side the {h}x{w} frames are seen at "
+                         f"(--short-side {short_side}); use --crop {seen} or less")
 
 
 def eval_box(height: int, width: int, crop: int, short_side: int = SHORT_SIDE) -> tuple[int, int, int, int]:
     """The centre box, in stored pixels, that a ``crop`` centre crop of the frame resized to
     ``short_side`` covers: so a set stored at 256x341 is evaluated at the scale of one at 128x171."""
-    return center_box(height, width, min(min(height, width), round(crop * min(height, width) / short_side)))
+    short = min(height, width)
+    return center_box(height, width, min(short, round(crop * short / min(short_side, short))))
 
 
 def clips_at(reader: FrameReader, row: int, idx: np.ndarray, crop: int, short_side: int = SHORT_SIDE) -> torch.Tensor:

@@ -28,8 +28,8 @@ class TranscodeInterrupted(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class TranscodeSettings:
     fps: float = 25.0
-    height: int = 128
-    width: int = 171
+    height: int = 256
+    width: int = 341
     jpeg_quality: int = 3          # ffmpeg's -q:v, 2 (best) .. 31
     timeout: float = 600.0         # seconds per video
     threads: int = 1               # ffmpeg threads; one per Dask worker thread keeps cores honest

@@ -89,7 +89,7 @@ def real_ucf_shards(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("real_ucf") / "shards"
     with contextlib.redirect_stdout(io.StringIO()):
-        rc = build(["--dataset", "ucf101", "--videos", str(VIDEOS / "ucf101/UCF-101"), "--annotations",
+        rc = build(["--size", "128x171", "--dataset", "ucf101", "--videos", str(VIDEOS / "ucf101/UCF-101"), "--annotations",
                     str(ANNOTATIONS / "ucf101"), "--out", str(out), "--videos-per-shard", "1", "--workers", "2",
                     "--no-progress"])
     assert rc == 0

@@ -19,7 +19,7 @@ from tests.synthetic import read_index as frame_number
 
 
 def _args(videos, lists, out, *extra):
-    return ["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(out),
+    return ["--size", "128x171", "--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(out),
             "--videos-per-shard", "3", "--workers", "2", "--size", "64x96", "--no-progress", *extra]
 
 
@@ -140,7 +140,7 @@ def test_real_clips_of_all_three_datasets(tmp_path, capsys):
     for name, v, a in [("hmdb51", VIDEOS / "hmdb51", ANNOTATIONS / "hmdb51"),
                        ("kinetics400", VIDEOS / "kinetics400", ANNOTATIONS / "kinetics400")]:
         out = tmp_path / name
-        assert build(["--dataset", name, "--videos", str(v), "--annotations", str(a), "--out", str(out),
+        assert build(["--size", "128x171", "--dataset", name, "--videos", str(v), "--annotations", str(a), "--out", str(out),
                       "--workers", "1", "--no-progress"]) == 0
         idx = read_index(out)
         assert (idx.status == STATUS_OK).sum() == 3
@@ -157,14 +157,14 @@ def test_real_clips_of_all_three_datasets(tmp_path, capsys):
 
 def test_clear_errors_for_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        build(["--dataset", "ucf101", "--videos", str(tmp_path), "--annotations", str(tmp_path),
+        build(["--size", "128x171", "--dataset", "ucf101", "--videos", str(tmp_path), "--annotations", str(tmp_path),
                "--out", str(tmp_path / "o"), "--size", "big"])
     assert "HEIGHTxWIDTH" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        build(["--dataset", "ucf101", "--videos", str(tmp_path), "--annotations", str(tmp_path),
+        build(["--size", "128x171", "--dataset", "ucf101", "--videos", str(tmp_path), "--annotations", str(tmp_path),
                "--out", str(tmp_path / "o"), "--videos-per-shard", "0"])
     assert exc.value.code == 2 and "--videos-per-shard: wants a value above 0, got '0'" in capsys.readouterr().err
-    assert build(["--dataset", "ucf101", "--videos", str(tmp_path / "nope"), "--annotations", str(tmp_path),
+    assert build(["--size", "128x171", "--dataset", "ucf101", "--videos", str(tmp_path / "nope"), "--annotations", str(tmp_path),
                   "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"video folder {tmp_path / 'nope'} does not exist" in err

@@ -81,7 +81,7 @@ def heavy_ucf(tmp_path_factory):
 
 
 def _args(videos, lists, out):
-    return ["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(out),
+    return ["--size", "128x171", "--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(out),
             "--videos-per-shard", "2", "--size", "112x112", "--no-progress"]
 
 
@@ -102,7 +102,7 @@ def test_dask_submit_passes_the_exit_code_and_explains_an_unreachable_scheduler(
     r = subprocess.run([BIN / "dask-submit", "--scheduler", f"tcp://127.0.0.1:{free_port()}", "--timeout", "2",
                         "preprocess/build_shards.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:" in r.stderr
-    r = subprocess.run([BIN / "dask-submit", "preprocess/build_shards.py", "--dataset", "ucf101", "--videos",
+    r = subprocess.run([BIN / "dask-submit", "preprocess/build_shards.py", "--size", "128x171", "--dataset", "ucf101", "--videos",
                         str(tmp_path / "none"), "--annotations", str(tmp_path), "--out", str(tmp_path / "o")],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("build_shards: video folder")

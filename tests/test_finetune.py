@@ -168,7 +168,7 @@ def test_finetune_under_torchrun_two_ranks(tmp_path):
     for c, items in classes.items():
         for name, n in items:
             make_flat_video(videos / c / f"{name}.avi", n)
-    assert build(["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(shards),
+    assert build(["--size", "128x171", "--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(shards),
                   "--workers", "1", "--no-progress"]) == 0
     torchrun = str(Path(sys.executable).parent / "torchrun")
     r = subprocess.run([torchrun, "--nnodes", "1", "--nproc_per_node", "2", "--rdzv-backend", "c10d",

@@ -31,7 +31,7 @@ SMALL = {"Alpha": [("v_Alpha_g01_c01", 30), ("v_Alpha_g02_c01", 26)],
 
 
 def _args(videos, lists, out, *extra, workers=1):
-    return ["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(out),
+    return ["--size", "128x171", "--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(out),
             "--videos-per-shard", "2", "--workers", str(workers), "--size", "32x48", "--no-progress", *extra]
 
 

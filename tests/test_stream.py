@@ -65,7 +65,7 @@ def build_set(root, per_shard):
             for name, n in items:
                 if not (videos / c / f"{name}.avi").exists():
                     make_flat_video(videos / c / f"{name}.avi", n)
-        assert build(["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(out),
+        assert build(["--size", "128x171", "--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(out),
                       "--videos-per-shard", str(per_shard), "--workers", "1", "--no-progress"]) == 0
     return out
 
