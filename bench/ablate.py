@@ -3,7 +3,7 @@
 each pretext head's accuracy on fresh clip pairs (another sampling seed) against chance, next to
 random initialisation.
 
-    python bench/ablate.py [--steps 40] [--pairs 48] [--shards DIR]
+    python bench/ablate.py [--steps 120] [--pairs 96] [--shards DIR]
 
 Retrieval is not measured: split 1 of these 11 clips has two train videos (both SoccerJuggling) and
 no test video of that class, so R@k is 0 for every model. Heads that are off in a variant are
@@ -56,9 +56,9 @@ def head_accuracy(model, cfg: dict, pairs: int) -> dict:
     model.eval()
     aug = AugmentConfig(**cfg["augment"])
     hits: dict[str, list[float]] = {k: [] for k in HEADS}
-    seen = 0
-    while seen < pairs:
-        for batch in make_loader(fresh, 0, 1):
+    seen, loader = 0, make_loader(fresh, 0, 1)
+    while seen < pairs:             # each pass over the loader is a new epoch: new pairs
+        for batch in loader:
             x1, x2 = augment_pair(batch, aug, torch.Generator().manual_seed(seen))
             h1, h2 = model.backbone(x1), model.backbone(x2)
             _, accs = model.heads(h1, h2, batch)
@@ -76,8 +76,8 @@ def main() -> int:
     from train.model import CSTPModel
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=40, help="pretraining steps per variant")
-    p.add_argument("--pairs", type=int, default=48, help="held-out pairs per accuracy")
+    p.add_argument("--steps", type=int, default=120, help="pretraining steps per variant")
+    p.add_argument("--pairs", type=int, default=96, help="held-out pairs per accuracy")
     p.add_argument("--shards", help="shard set of the real clips (default: built into a temporary folder)")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cstp_ablate_"))
