@@ -3,7 +3,7 @@
 each pretext head's accuracy on fresh clip pairs (another sampling seed) against chance, next to
 random initialisation.
 
-    python bench/ablate.py [--steps 40] [--pairs 48] [--shards DIR]
+    python bench/ablate.py [--steps 30] [--pairs 64] [--shards DIR]
 
 Retrieval is not measured: split 1 of these 11 clips has two train videos (both SoccerJuggling) and
 no test video of that class, so R@k is 0 for every model. Heads that are off in a variant are
@@ -30,7 +30,9 @@ OFF = {"contrastive": "loss.contrastive=0", "rate": "loss.rate=0", "rotation": "
 VARIANTS = {"full scheme": [], "contrastive only": [OFF[k] for k in ("rate", "rotation", "overlap_s", "overlap_t")],
             "STOR only": [OFF[k] for k in ("contrastive", "rate", "rotation")]}
 HEADS = ("rate", "rotation", "overlap_s", "overlap_t")
-COMMON = ["data.split=all", "data.batch_size=4", "train.tensorboard=false", "train.ckpt_every=100000"]
+# train.epochs high so that --steps, not tiny_cpu's 2 epochs of 11 clips, sets the length
+COMMON = ["data.split=all", "data.batch_size=4", "train.tensorboard=false", "train.ckpt_every=100000",
+          "train.epochs=100000"]
 
 
 def build_shards(out: Path) -> Path:
@@ -56,9 +58,9 @@ def head_accuracy(model, cfg: dict, pairs: int) -> dict:
     model.eval()
     aug = AugmentConfig(**cfg["augment"])
     hits: dict[str, list[float]] = {k: [] for k in HEADS}
-    seen = 0
-    while seen < pairs:
-        for batch in make_loader(fresh, 0, 1):
+    seen, loader = 0, make_loader(fresh, 0, 1)
+    while seen < pairs:             # each pass over the loader is a new epoch: new pairs
+        for batch in loader:
             x1, x2 = augment_pair(batch, aug, torch.Generator().manual_seed(seen))
             h1, h2 = model.backbone(x1), model.backbone(x2)
             _, accs = model.heads(h1, h2, batch)
@@ -76,8 +78,8 @@ def main() -> int:
     from train.model import CSTPModel
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=40, help="pretraining steps per variant")
-    p.add_argument("--pairs", type=int, default=48, help="held-out pairs per accuracy")
+    p.add_argument("--steps", type=int, default=30, help="pretraining steps per variant")
+    p.add_argument("--pairs", type=int, default=64, help="held-out pairs per accuracy")
     p.add_argument("--shards", help="shard set of the real clips (default: built into a temporary folder)")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cstp_ablate_"))
@@ -97,7 +99,9 @@ def main() -> int:
                            cwd=ROOT, capture_output=True, text=True)
         if r.returncode:
             raise SystemExit(f"pretraining '{name}' failed: {r.stderr.strip().splitlines()[-1:]}")
-        ck = load_checkpoint(next(iter(sorted(out.glob("ckpt-*.pt")))))
+        ck = load_checkpoint(sorted(out.glob("ckpt-*.pt"))[-1])
+        if ck["step"] != args.steps:
+            raise SystemExit(f"'{name}' stopped at step {ck['step']}, not {args.steps}")
         model = CSTPModel(ck["config"])
         model.load_state_dict(ck["model"])
         rows[name] = head_accuracy(model, ck["config"], args.pairs)

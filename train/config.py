@@ -243,7 +243,8 @@ def method_params(method: str, given: dict) -> dict:
     if method not in METHODS:
         raise ConfigError(f"model.method: unknown method {method!r}; valid: {sorted(METHODS)}")
     schema = METHODS[method].Params
-    merged = _merge(OmegaConf.structured(schema), OmegaConf.create(given), f"method {method}: ", "model.method_params.", schema=schema)
+    merged = _merge(OmegaConf.structured(schema), OmegaConf.create(given), f"method {method}: ", "model.method_params.",
+                    schema=schema)
     params = OmegaConf.to_container(merged)
     for k, v in params.items():
         # every numeric method parameter is a size, a temperature or an EMA rate
