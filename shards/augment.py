@@ -1,6 +1,6 @@
 """CSTP's augmentation as batched tensor operations on whatever device the batch is on.
 
-Per clip, in this order (DESIGN): horizontal flip; rotation by the clip's labelled angle (rot1,
+Per clip, in this order (README, "Stage 2: shards" > Batch): horizontal flip; rotation by the clip's labelled angle (rot1,
 rot2: the loader only labels it), so the label describes the pixels the network sees; then, with
 probability ``p_base``, the authors' base transform (colour jitter, grayscale, blur, a small
 rotation); normalisation. The authors (data_process/preprocess_data.py: TwoClipTransform with

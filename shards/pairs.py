@@ -1,4 +1,4 @@
-"""Clip pairs from JPEG frames, and batches of them (DESIGN's batch contract).
+"""Clip pairs from JPEG frames, and batches of them (the batch contract in the README's "Stage 2: shards").
 
 A video's clip pair is drawn from a generator seeded by (seed, epoch, video key): it does not depend
 on which rank or worker reads the video, or when. Clips leave the loader unrotated; ``rot1`` and

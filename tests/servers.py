@@ -75,7 +75,13 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
 @contextlib.contextmanager
 def range_http_server(directory):
     handler = functools.partial(_RangeHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(server):
+    """Run ``server`` (bound to 127.0.0.1) in a thread; yield its base URL; stop it."""
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
     try:
@@ -182,11 +188,5 @@ class _QuietServer(http.server.ThreadingHTTPServer):
 def faulty_http_server(directory, faults: Faults):
     """A server on 127.0.0.1 that misbehaves as ``faults`` says; yields its base URL."""
     handler = functools.partial(_FaultyHandler, directory=str(directory), faults=faults)
-    server = _QuietServer(("127.0.0.1", 0), handler)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_QuietServer(("127.0.0.1", 0), handler)) as url:
+        yield url

@@ -1,8 +1,8 @@
 """Checkpoints: built from the run's parts, checked before they are written (every key present, every
 weight finite), written atomically, loaded without unpickling arbitrary objects.
 
-Contract (DESIGN.md): {"format_version", "config", "step", "epoch", "backbone", "model", "optimizer",
-"scheduler", "rng", "loader"}. Evaluation needs only "config" and "backbone".
+Contract (README, "Stage 3: train" > Checkpoints): {"format_version", "config", "step", "epoch",
+"backbone", "model", "optimizer", "scheduler", "rng", "loader"}. Evaluation needs only "config" and "backbone".
 """
 from __future__ import annotations
 
