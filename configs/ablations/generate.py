@@ -1,6 +1,6 @@
 """One config per row of the paper's Tables 1-5 (configs/ablations/), the Table 6/7 backbone configs
 (configs/cstp_<backbone>_<dataset>.yaml), and the README's table of them and its config-key
-reference, all from the one table of rows below (tests/test_ablations.py checks they agree).
+reference, all from the one table of rows below (tests/train/test_ablations.py checks they agree).
 
     python configs/ablations/generate.py           # write every file and the README blocks
     python configs/ablations/generate.py --check   # exit 1 and name what differs

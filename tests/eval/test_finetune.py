@@ -19,7 +19,7 @@ from eval.ft_config import read_finetune_section
 from shards.errors import InputError
 from shards.random_access import FrameReader, evenly_spaced_clips
 from tests.conftest import ROOT
-from tests.test_pretrain import run
+from tests.train.test_pretrain import run
 
 SMALL = ["--clip-len", "8", "--crop", "64", "--val-clips", "1", "--no-progress"]
 

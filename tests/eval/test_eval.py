@@ -16,7 +16,7 @@ from eval.linear_probe import main as linear_probe
 from eval.retrieval import main as retrieval
 from shards.random_access import FrameReader
 from tests.conftest import ROOT
-from tests.test_pretrain import run
+from tests.train.test_pretrain import run
 from train.checkpoint import load_backbone
 
 

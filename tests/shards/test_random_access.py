@@ -9,7 +9,7 @@ from shards.random_access import FrameReader, evenly_spaced_clips, runs
 from shards.sources import SourceError
 from tests.servers import plain_http_server, range_http_server
 from tests.synthetic import flat_index
-from tests.test_stream import flat_shards  # noqa: F401  (module-scoped fixture)
+from tests.shards.test_stream import flat_shards  # noqa: F401  (module-scoped fixture)
 
 
 def test_runs():

@@ -72,7 +72,7 @@ def build_set(root, per_shard):
 
 @pytest.fixture(scope="module")
 def flat_shards(tmp_path_factory):
-    """4 shards of 3 flat videos (self-contained: tests/test_random_access.py imports it)."""
+    """4 shards of 3 flat videos (self-contained: tests/shards/test_random_access.py imports it)."""
     return build_set(tmp_path_factory.mktemp("flat"), 3)
 
 

@@ -13,7 +13,7 @@ import yaml
 from eval.plots import chance_levels, main as report, read_log, smooth
 from shards.errors import InputError
 from tests.conftest import ROOT
-from tests.test_pretrain import run
+from tests.train.test_pretrain import run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
