@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -16,6 +15,7 @@ from typing import Callable
 import torch
 
 from shards.errors import InputError, RunFailed, one_line
+from shards.writer import atomic_path
 
 from .backbones import build_backbone
 
@@ -70,15 +70,10 @@ def validate_payload(payload: dict) -> None:
 
 def _atomic_save(obj, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

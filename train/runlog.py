@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from shards.writer import atomic_write_bytes
 
 LOG = "log.jsonl"
 
@@ -34,9 +35,7 @@ def truncate_log(path: Path, step: int) -> int:
             dropped += 1
         else:
             kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in kept))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, "".join(k + "\n" for k in kept).encode())
     return dropped
 
 

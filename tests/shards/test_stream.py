@@ -5,7 +5,6 @@ import io
 import json
 import shutil
 import tarfile
-from collections import Counter
 
 import numpy as np
 import pytest
