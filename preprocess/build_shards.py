@@ -9,7 +9,9 @@ LocalCluster of ``--workers`` processes (the embedded default). One task per sha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import logging
 import os
 import sys
 import time
@@ -112,6 +114,18 @@ def connect(args):
     with sigint_ignored_by_children(), dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
     return Client(cluster), cluster
+
+
+def _silence_distributed() -> None:
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+
+def quiet_workers(client) -> None:
+    """Before an interrupted build closes the cluster: a worker whose scheduler goes first logs a
+    heartbeat traceback that says nothing about the build, so the workers stop logging."""
+    _silence_distributed()
+    with contextlib.suppress(Exception):
+        client.run(_silence_distributed, wait=True)
 
 
 def gather_index(listing, specs, out: Path):
@@ -219,6 +233,7 @@ def build(args, out: Path) -> int:
         # Workers of our own LocalCluster are gone once it is closed, so their temporaries are
         # garbage; a shared cluster's workers may still be finishing (complete) shards.
         stale = 0
+        quiet_workers(client)
         client.close()
         if cluster is not None:
             cluster.close()
