@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -64,13 +63,10 @@ class RunLog:
         truncate_log(out / LOG, start_step)
         self.file = open(out / LOG, "a")
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                print("pretrain: tensorboard is not installed; logging to log.jsonl only", file=sys.stderr)
-            else:
-                # purge_step: events past the checkpoint, written before a crash, are dropped by readers
-                self.writer = SummaryWriter(str(out / "tb"), purge_step=start_step + 1)
+            from torch.utils.tensorboard import SummaryWriter     # heavy: imported only when asked for
+
+            # purge_step: events past the checkpoint, written before a crash, are dropped by readers
+            self.writer = SummaryWriter(str(out / "tb"), purge_step=start_step + 1)
 
     def _write(self, rec: dict) -> None:
         self.file.write(json.dumps(rec) + "\n")
