@@ -104,7 +104,8 @@ def training_plots(run: Path, out: Path, window: int = 0) -> list[Path]:
     cfg_path = run / "config.yaml"
     config = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
     window = window or max(1, len(records) // 40)
-    note = f"{run.name}: {len(records)} steps" + (f", curves averaged over {window} steps" if window > 1 else "")
+    note = (f"{run.name}: {int(records[-1]['step'])} steps, {len(records)} records"
+            + (f", curves averaged over {window} records" if window > 1 else ""))
     out.mkdir(parents=True, exist_ok=True)
     written = []
 

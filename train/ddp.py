@@ -99,6 +99,15 @@ def all_ranks_true(flag: torch.Tensor) -> bool:
     return bool(flag.item())
 
 
+def sum_over_ranks(values: dict[str, int], device: torch.device) -> dict[str, int]:
+    """Integer counts summed over every rank (each rank knows only its own share)."""
+    if not is_dist() or not values:
+        return dict(values)
+    t = torch.tensor(list(values.values()), dtype=torch.int64, device=device)
+    dist.all_reduce(t)
+    return dict(zip(values, t.tolist()))
+
+
 def agreed(exc: Exception) -> Exception:
     """Mark a failure every rank reached together (after an agreement), so only rank 0 reports it."""
     exc.all_ranks = True

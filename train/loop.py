@@ -132,7 +132,10 @@ class Trainer:
                     if self.step >= self.total:
                         break
                 if ran and (self.loader.epoch != epoch or self.loader.delivered >= len(self.loader)):
-                    self.log.event("epoch", self.step, epoch=epoch, **self.loader.epoch_summary())
+                    summary = self.loader.epoch_summary()    # this rank's videos; the split's total
+                    summary.update(D.sum_over_ranks({k: summary[k] for k in ("videos_delivered", "samples_skipped")},
+                                                    self.device))
+                    self.log.event("epoch", self.step, epoch=epoch, **summary)
         except CstpError as exc:
             if D.world_size() > 1 and not getattr(exc, "all_ranks", False):
                 # a failure this rank met alone (its shards, say): it reports it, naming itself

@@ -253,3 +253,6 @@ def test_two_torchrun_nodes_train_together(real_ucf_shards, tmp_path):
     assert ck["step"] == 3
     assert sorted(losses(out)) == [1, 2, 3]
     assert records(out)[1]["clips_per_s"] > 0
+    # the epoch record counts both ranks' videos: 11 videos, 2 ranks x batch 2 -> 2 steps, 8 videos
+    epochs = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if r.get("event") == "epoch"]
+    assert (epochs[0]["videos_delivered"], epochs[0]["videos_in_split"]) == (8, 11)
