@@ -1,6 +1,6 @@
-"""Clips per second of one CSTP training step, pretrain.py's own step (augmentation, SimCLR + every
-pretext head, backward, the non-finite check, SGD), per backbone, eager vs channels_last_3d vs
-torch.compile, on the device at hand (CUDA if there is one).
+"""Clips per second of one CSTP training step, pretrain.py's own step (augmentation, the default
+config's BYOL and every pretext head, backward, the non-finite check, SGD), per backbone, eager vs
+channels_last_3d vs torch.compile, on the device at hand (CUDA if there is one).
 
     python bench/train_step.py [--batch 4] [--steps 5] [--frames 16] [--size 112] [--backbones r21d_10,r3d_18]
     python bench/train_step.py --batch 2 --steps 3 --frames 8 --size 64 --width 0.25 --backbones r21d_10   # CPU-sized
