@@ -14,6 +14,18 @@ import threading
 import time
 
 
+def stop_processes(procs, timeout: float = 20) -> None:
+    """Terminate the servers a test started (last first), killing any that will not stop."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

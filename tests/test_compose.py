@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import ANNOTATIONS, ROOT, VIDEOS
-from tests.servers import free_port
+from tests.servers import free_port, stop_processes
 
 BIN = Path(sys.executable).parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -98,10 +98,4 @@ def test_compose_services_run_their_exact_commands_on_loopback(tmp_path):
         assert train.returncode == 0, train.stderr[-3000:]
         assert list((mounts["/data/runs"] / "cstp").glob("ckpt-*.pt"))
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,10 @@ from preprocess.build_shards import main as build
 from shards.verify import main as verify_main
 from tests.conftest import ROOT
 from tests.helpers import assert_same_index
+from tests.servers import free_port, stop_processes
 from tests.synthetic import make_video, write_ucf_layout
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_workers(address: str, n: int, timeout: float = 60) -> None:
@@ -56,14 +50,7 @@ def cluster(tmp_path):
         wait_for_workers(address, 2)
         yield address, workers
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs, timeout=10)
 
 
 @pytest.fixture(scope="module")
