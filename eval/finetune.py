@@ -3,7 +3,7 @@ trained end to end.
 
     python eval/finetune.py --ckpt runs/cstp/ckpt-00010000.pt --shards /shards/ucf101 --splits 1
     torchrun --nproc_per_node 8 eval/finetune.py --ckpt ... --shards ... --splits 1,2,3
-    python eval/finetune.py --ckpt none --shards ... --config configs/ablations/scratch_rate.yaml
+    python eval/finetune.py --ckpt none --shards ... --config configs/ablations/table1_row02.yaml
 
 Clip-level training (a random clip per video and epoch, frames --stride apart, as the authors'
 main_ft_mp.py; random crop, flip and colour jitter on the device; optional playback-rate and

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--videos-per-shard", type=positive(int), default=None,
                    help=f"videos per shard; when not given, {MAX_VIDEOS_PER_SHARD}, or fewer for small sets so that "
-                        f"there are at least {MIN_SHARDS} shards (one a video below {MIN_SHARDS} videos) for ranks x "
+                        f"there are at least {MIN_SHARDS} shards (one a video below {2 * MIN_SHARDS} videos) for ranks x "
                         "loader workers to read in parallel")
     g.add_argument("--shard-size", type=parse_bytes, default=None, help="source bytes per shard, e.g. 1G (instead of --videos-per-shard)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shard plan's shuffle")

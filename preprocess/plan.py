@@ -47,7 +47,7 @@ MIN_SHARDS = 16
 
 def auto_videos_per_shard(n_videos: int) -> int:
     """Videos per shard for the default plan: at most 64, and at least MIN_SHARDS shards (one video
-    per shard for sets smaller than that)."""
+    per shard for sets of fewer than 2 x MIN_SHARDS videos)."""
     return max(1, min(MAX_VIDEOS_PER_SHARD, n_videos // MIN_SHARDS))
 
 
