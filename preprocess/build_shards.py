@@ -176,11 +176,13 @@ def submit_all(client, specs, settings, out: Path, args, listing, identity) -> t
     results, failed = [], []
     try:
         bar = tqdm(total=len(futures), unit="shard", disable=args.no_progress, file=sys.stderr)
-        for fut in as_completed(futures):
-            try:
-                results.append(fut.result())
-            except Exception as exc:  # noqa: BLE001 - report every failed shard, then stop
-                failed.append((fut.key, exc))
+        # Results arrive with the futures, so the driver waits only in as_completed: a Ctrl-C or
+        # SIGTERM landing inside distributed's sync() (fut.result()) makes it log a traceback of its own.
+        for fut, res in as_completed(futures, with_results=True, raise_errors=False):
+            if fut.status == "finished":
+                results.append(res)
+            else:           # report every failed shard, then stop; res: (type, exception, traceback)
+                failed.append((fut.key, res[1] if isinstance(res, tuple) else res))
             bar.update(1)
         bar.close()
     except BaseException:

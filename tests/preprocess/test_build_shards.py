@@ -185,3 +185,28 @@ def test_entry_points_give_every_option_help_and_its_default(capsys):
             assert "(default:" in block, f"{opt} shows no default:\n{block}"
     assert submit(["/no/such/script.py"]) == 2
     assert capsys.readouterr().err == "dask-submit: no such script: /no/such/script.py\n"
+
+
+def test_a_failing_shard_task_is_reported_with_its_exception_and_the_others_kept(monkeypatch, tmp_path):
+    """The driver collects results as they complete; a task that raised is reported with its own
+    exception, the others' results are kept (build_shards then exits 1 without writing the index)."""
+    from types import SimpleNamespace
+
+    from distributed import Client
+
+    import preprocess.shard_task as shard_task
+    from preprocess.build_shards import submit_all
+
+    def build_shard(spec, *args, **kw):
+        if spec.number == 1:
+            raise RuntimeError("disk full")
+        return {"shard": spec.number}
+
+    monkeypatch.setattr(shard_task, "build_shard", build_shard)      # an in-process cluster sees the patch
+    specs = [SimpleNamespace(number=i, digest=lambda identity: "0123456789abcdef") for i in range(3)]
+    args = SimpleNamespace(dataset="ucf101", overwrite=False, retries=0, no_progress=True)
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+        results, failed = submit_all(client, specs, None, tmp_path, args, SimpleNamespace(splits=None), {})
+    assert sorted(r["shard"] for r in results) == [0, 2]
+    assert [(key, type(exc).__name__, str(exc)) for key, exc in failed] == \
+        [("shard-000001-0123456789ab", "RuntimeError", "disk full")]
