@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from shards.errors import InputError
+from shards.errors import InputError, read_input_file
 
 
 def _rates(values: list) -> list[int]:
@@ -42,13 +42,7 @@ def int_list(key: str):
 
 def read_finetune_section(path: str | Path) -> dict:
     """The checked ``finetune:`` section of ``path`` as {key: list of ints}."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--config {path}: no such file")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    doc = read_input_file(path, "--config", yaml.safe_load, "YAML", errors=(yaml.YAMLError,))
     section = doc.get("finetune") if isinstance(doc, dict) else None
     if not isinstance(section, dict):
         raise InputError(f"--config {path} has no finetune: section; give one, e.g. finetune: {{rates: [1, 2], rotations: [0]}}")

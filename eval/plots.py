@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from shards.errors import InputError, command, parser
+from shards.errors import InputError, command, parser, read_input_file
 
 PROG = "cstp-report"
 
@@ -144,12 +144,7 @@ def training_plots(run: Path, out: Path, window: int = 0) -> list[Path]:
 
 
 def read_summary(summary: Path) -> dict:
-    if not summary.is_file():
-        raise InputError(f"--summary {summary}: no such file; demo/run.py writes it as summary.json")
-    try:
-        rows = json.loads(summary.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"--summary {summary}: not JSON ({exc})") from None
+    rows = read_input_file(summary, "--summary", json.loads, "JSON", hint="demo/run.py writes it as summary.json")
     if not isinstance(rows, dict) or not rows or not all(isinstance(v, dict) for v in rows.values()):
         raise InputError(f"--summary {summary}: expected {{model: {{metric: value}}}}, as demo/run.py writes")
     return rows

@@ -14,7 +14,7 @@ import pytest
 from preprocess.build_shards import main as build
 from shards.verify import main as verify_main
 from tests.conftest import ROOT
-from tests.helpers import assert_same_index
+from tests.helpers import assert_same_index, when_two_shards_in_flight
 from tests.servers import free_port, stop_processes
 from tests.synthetic import make_video, write_ucf_layout
 
@@ -102,14 +102,7 @@ def test_a_worker_killed_mid_shard_does_not_stop_the_job(cluster, heavy_ucf, tmp
     job = subprocess.Popen([BIN / "dask-submit", "--scheduler", address, "preprocess/build_shards.py",
                             *_args(videos, lists, out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Wait until both workers are writing a shard (two temporary tars at once), then kill one.
-    deadline = time.time() + 120
-    killed = False
-    while time.time() < deadline and job.poll() is None:
-        if out.is_dir() and len(list(out.glob(".*.tar.tmp-*"))) >= 2:
-            os.kill(workers[0].pid, signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.005)
+    killed = when_two_shards_in_flight(job, out, lambda: os.kill(workers[0].pid, signal.SIGKILL))
     stdout, stderr = job.communicate(timeout=300)
     assert killed, "never saw two shards in flight"
     assert job.returncode == 0, stderr[-3000:]

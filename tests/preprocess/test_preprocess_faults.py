@@ -23,7 +23,7 @@ from shards.format import FAILURES_NAME, LOCK_NAME, STATUS_FAILED, STATUS_OK
 from shards.index import read_index, write_index, empty_rows
 from shards.verify import main as verify_main
 from tests.conftest import ROOT
-from tests.helpers import assert_same_index
+from tests.helpers import assert_same_index, when_two_shards_in_flight
 from tests.synthetic import make_video, write_ucf_layout
 
 SMALL = {"Alpha": [("v_Alpha_g01_c01", 30), ("v_Alpha_g02_c01", 26)],
@@ -74,18 +74,14 @@ def test_an_interrupted_build_records_nothing_in_flight_and_a_rerun_matches_a_cl
     # A session of its own stands for the terminal's foreground job: Ctrl-C goes to all of it.
     job = subprocess.Popen([sys.executable, "preprocess/build_shards.py", *args], cwd=ROOT, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 120
-    sent = False
-    while time.time() < deadline and job.poll() is None:
-        if out.is_dir() and len(list(out.glob(".*.tar.tmp-*"))) >= 2:
-            time.sleep(0.2)                 # both workers are inside an ffmpeg run
-            if how.startswith("ctrl-c"):
-                os.killpg(job.pid, signal.SIGINT)
-            else:
-                job.send_signal(signal.SIGTERM)
-            sent = True
-            break
-        time.sleep(0.005)
+    def interrupt():
+        time.sleep(0.2)                     # both workers are inside an ffmpeg run
+        if how.startswith("ctrl-c"):
+            os.killpg(job.pid, signal.SIGINT)
+        else:
+            job.send_signal(signal.SIGTERM)
+
+    sent = when_two_shards_in_flight(job, out, interrupt)
     stdout, stderr = job.communicate(timeout=120)
     assert sent, "never saw two shards in flight"
     assert job.returncode == 130, stderr[-3000:]

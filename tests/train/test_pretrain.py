@@ -162,6 +162,11 @@ def _failure(err):
     return int(m[1]), int(m[3])
 
 
+def assert_checkpoints_finite(out):
+    for p in list_checkpoints(out):
+        assert nonfinite_tensors(load_checkpoint(p)["model"]) == [], p
+
+
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_good_checkpoints(real_ucf_shards, tmp_path, capsys):
     out = tmp_path / "run"
     assert run(real_ucf_shards, out, "train.max_steps=10", "train.ckpt_every=1", "train.keep_ckpts=2",
@@ -170,8 +175,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_good_checkpoints(real_ucf
     assert count == 1
     kept = list_checkpoints(out)
     assert [p.name for p in kept] == [f"ckpt-{s:08d}.pt" for s in range(max(1, bad - 2), bad)]
-    for p in kept:
-        assert nonfinite_tensors(load_checkpoint(p)["model"]) == []
+    assert_checkpoints_finite(out)
     assert not (out / "backbone.pt").exists()
     assert max(losses(out)) == bad - 1
 
@@ -184,8 +188,7 @@ def test_max_bad_steps_skips_that_many_non_finite_steps(real_ucf_shards, tmp_pat
     assert count == 2
     skipped = [r for r in records(out) if r.get("event") == "bad_step"]
     assert len(skipped) == 1 and skipped[0]["step"] < bad and skipped[0]["nonfinite"]
-    for p in list_checkpoints(out):
-        assert nonfinite_tensors(load_checkpoint(p)["model"]) == []
+    assert_checkpoints_finite(out)
 
 
 def test_config_errors_name_the_valid_choices(tmp_path, capsys):
