@@ -16,14 +16,17 @@ OUT ?= out
 # are most of the default environment); the versions are still those of constraints.txt.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
+# pip prints what it collects and installs (no -q): the CUDA wheels alone are several GB, and a
+# silent set-up looks hung.
 $(BIN)/.installed: pyproject.toml constraints.txt
+	@echo "setting up $(VENV) (torch $$(sed -n 's/^torch==//p' constraints.txt)$(if $(filter 1,$(CPU)), CPU-only, with CUDA: several GB; CPU=1 for the CPU-only build))"
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 ifeq ($(CPU),1)
-	$(BIN)/python -m pip install -q --index-url $(TORCH_CPU_INDEX) \
+	$(BIN)/python -m pip install --index-url $(TORCH_CPU_INDEX) \
 		"torch==$$(sed -n 's/^torch==//p' constraints.txt)" "torchvision==$$(sed -n 's/^torchvision==//p' constraints.txt)"
 endif
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -c constraints.txt -e '.[test]'
 	touch $@
 
 setup: $(BIN)/.installed
