@@ -93,6 +93,9 @@ def listdir(location: str) -> list[str]:
             entries = fs.ls(path, detail=False, refresh=True)
         except FileNotFoundError:
             return []
+        finally:
+            # a cached listing would answer later size() and exists() calls with this moment's files
+            fs.invalidate_cache(path)
         return sorted({e.rstrip("/").rsplit("/", 1)[-1] for e in entries} - {""})
     return _retry(names, location)
 
