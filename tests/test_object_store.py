@@ -99,6 +99,19 @@ def test_verify_reads_the_bucket_and_fails_a_stray_tar(s3_shards, capsys):
         fs.rm(f"{BUCKET}/ucf/old-000042.tar")
 
 
+def test_fsspec_configuration_instead_of_the_aws_variables(s3, s3_shards):
+    url, _ = s3_shards
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(FSSPEC_S3_ENDPOINT_URL=s3.endpoint, FSSPEC_S3_KEY=s3.key, FSSPEC_S3_SECRET=s3.secret)
+    r = subprocess.run([sys.executable, "-m", "shards.verify", url, "--quick", "--no-progress"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "OK: 11 shards" in r.stdout, r.stderr
+    env["FSSPEC_S3_SECRET"] = "wrong"
+    r = subprocess.run([sys.executable, "-m", "shards.verify", url, "--quick", "--no-progress"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+
+
 def test_pretraining_streams_and_retrieval_reads_ranges_from_the_bucket(s3_shards, tmp_path, capsys):
     from eval.retrieval import main as retrieval
     from tests.train.test_pretrain import run
@@ -164,7 +177,7 @@ def test_a_held_lock_object_refuses_a_second_build(s3, capsys):
     assert _objects(fs, prefix) == {LOCK_NAME}, "the other build's lock stays, nothing else is written"
 
 
-def test_a_missing_bucket_is_made_and_wrong_keys_are_one_line(s3, monkeypatch, capsys):
+def test_keys_the_store_refuses_are_one_line(s3, monkeypatch, capsys):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
     _clear_s3_instances()
     try:
