@@ -25,8 +25,8 @@ def verify_shard(index: ShardIndex, number: int, path: str | Path, decode: bool 
     name = str(path).rstrip("/").rsplit("/", 1)[-1]
     try:
         raw = open_seekable(str(path))
-    except SourceError:
-        return [f"{name}: missing"]
+    except SourceError as exc:      # "shard not found: ...", "cannot read ...: Permission denied"
+        return [f"{name}: missing or unreadable ({exc})"]
     h, w = int(index.attrs["height"]), int(index.attrs["width"])
     keys = index.keys()
     rows = np.flatnonzero((index.shard == number) & (index.status == STATUS_OK))
