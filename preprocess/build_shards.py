@@ -124,7 +124,8 @@ def connect(args, in_process: bool = False):
             raise InputError(f"cannot reach the Dask scheduler at {args.scheduler}: {exc}") from None
     n = args.workers or os.cpu_count() or 1
     if in_process:
-        cluster = LocalCluster(n_workers=1, threads_per_worker=n, processes=False, dashboard_address=None)
+        cluster = LocalCluster(n_workers=1, threads_per_worker=n, processes=False, dashboard_address=None,
+                               worker_dashboard_address=None)
         return Client(cluster), cluster
     # Workers forked from a forkserver, not spawned: each spawned worker re-imports distributed,
     # and closing them takes a second more (2 workers on the shared 2-core CPU: start 3.1 -> 1.7 s,

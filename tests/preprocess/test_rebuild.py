@@ -126,7 +126,7 @@ def test_an_output_url_that_cannot_be_written_is_one_line(videos, tmp_path, monk
     assert not list(tmp_path.iterdir()), "nothing is written locally (once a folder named 'http:')"
 
 
-def test_a_build_into_memory_reads_back_as_the_local_one(videos, tmp_path):
+def test_a_build_into_memory_reads_back_as_the_local_one_and_resumes(videos, tmp_path, capsys):
     import fsspec
 
     local, url = tmp_path / "out", f"memory://rebuild-{uuid.uuid4().hex[:8]}/shards"
@@ -138,5 +138,16 @@ def test_a_build_into_memory_reads_back_as_the_local_one(videos, tmp_path):
             assert fs.cat_file(f"{url}/{name}") == (local / name).read_bytes(), name
         assert read_index(url).attrs == read_index(local).attrs
         assert verify([url, "--no-progress"]) == 0
+        # a shard counts only once its sidecar follows its tar: a tar without its sidecar, or of
+        # another size than its sidecar records, is built again; the rest is kept
+        fs.rm_file(f"{url}/ucf101-000000.json")
+        fs.pipe_file(f"{url}/ucf101-000001.tar", fs.cat_file(f"{url}/ucf101-000001.tar")[:-1024])
+        capsys.readouterr()
+        assert build(args(videos, url, "--videos-per-shard", "2")) == 0
+        assert "shards: 2 in the set, 2 built, 0 already complete" in capsys.readouterr().out
+        assert build(args(videos, url, "--videos-per-shard", "2")) == 0
+        assert "shards: 2 in the set, 0 built, 2 already complete" in capsys.readouterr().out
+        for name in shard_files(local):
+            assert fs.cat_file(f"{url}/{name}") == (local / name).read_bytes(), name
     finally:
         fsspec.filesystem("memory").rm(url.rsplit("/", 1)[0], recursive=True)
