@@ -168,7 +168,12 @@ def create_exclusive(location: str, data: bytes) -> bool:
 
     def put():
         try:
-            fs.pipe_file(path, data, mode="create")
+            try:
+                fs.pipe_file(path, data, mode="create")
+            except TypeError:       # a backend without exclusive writes: look, then write
+                if fs.exists(path):
+                    return False
+                fs.pipe_file(path, data)
         except FileExistsError:
             return False
         except OSError as exc:       # s3fs: HTTP 412 PreconditionFailed arrives as a plain OSError
