@@ -252,18 +252,6 @@ def open_stream(location: str, timeout: float = 60.0, retries: int = 3, backoff:
     return RemoteStream(location, timeout, retries, backoff)
 
 
-def open_seekable(location: str, timeout: float = 60.0) -> BinaryIO:
-    """A file object that seeks (tarfile wants one): ``open`` locally; for a URL fsspec's buffered
-    file, which reads ahead in STREAM_BLOCK pieces by byte range."""
-    if not is_url(location):
-        return open_stream(location)
-    fs, path = filesystem(location, timeout)
-    try:
-        return fs.open(path, "rb", block_size=STREAM_BLOCK)
-    except Exception as exc:  # noqa: BLE001 - each backend raises its own kinds
-        raise SourceError(describe(exc, location, timeout)[1]) from exc
-
-
 # -- byte ranges -------------------------------------------------------------------------------
 class RangeReader:
     """Byte ranges of one file: os.pread locally, fsspec ``cat_file`` / ``cat_ranges`` for URLs."""

@@ -1,5 +1,5 @@
-"""Writing a shard set's files: into a local folder, or into any fsspec URL that can be written
-(s3://, gs://, memory://, ...). Each function takes a location string (a path, or a URL).
+"""Writing (and listing) a shard set's files: in a local folder, or at any fsspec URL that can be
+written (s3://, gs://, memory://, ...). Each function takes a location string (a path, or a URL).
 
 Locally a file is written under a temporary name and renamed into place. An object store has no
 rename, and needs none: an object becomes visible only once its upload is complete (one PUT, or a
@@ -13,8 +13,10 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
+from typing import BinaryIO
 
-from .sources import SourceError, filesystem, is_url, local_path, protocol, retrying
+from .sources import (STREAM_BLOCK, SourceError, describe, filesystem, is_url, local_path, open_stream, protocol,
+                      retrying)
 
 RETRIES = 3
 TIMEOUT = 60.0
@@ -59,6 +61,18 @@ def check_writable(location: str) -> None:
         raise StoreError(f"--out {location}: {scheme}:// needs {package}: pip install '{extra}'") from None
     except ValueError:
         raise StoreError(f"--out {location}: unknown URL scheme {scheme}://") from None
+
+
+def open_seekable(location: str, timeout: float = 60.0) -> BinaryIO:
+    """A file object that seeks (tarfile wants one): ``open`` locally; for a URL fsspec's buffered
+    file, which reads ahead in STREAM_BLOCK pieces by byte range."""
+    if not is_url(location):
+        return open_stream(location)
+    fs, path = filesystem(location, timeout)
+    try:
+        return fs.open(path, "rb", block_size=STREAM_BLOCK)
+    except Exception as exc:  # noqa: BLE001 - each backend raises its own kinds
+        raise SourceError(describe(exc, location, timeout)[1]) from exc
 
 
 def makedirs(location: str) -> bool:

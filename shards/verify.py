@@ -15,8 +15,8 @@ import numpy as np
 from .format import STATUS_OK, frame_member, meta_member, stray_shard_files
 from .errors import command, parser
 from .index import ShardIndex, read_index
-from .sources import SourceError, join, open_seekable
-from .store import listdir
+from .sources import SourceError, join
+from .store import listdir, open_seekable
 
 
 def verify_shard(index: ShardIndex, number: int, path: str | Path, decode: bool = True) -> list[str]:
