@@ -10,22 +10,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import logging
+import math
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from preprocess.build_lock import build_lock
 from preprocess.build_summary import split_table, write_failures
 from preprocess.interrupts import sigint_ignored_by_children, sigterm_as_interrupt
+from preprocess.plan import BuildPlan, plan_build
+from preprocess.rebuild import check_plan
+from shards import store
 from shards.errors import InputError, RunFailed, command, parser
 from shards.format import FAILURES_NAME, INDEX_NAME, STATUS_FAILED, STATUS_NAMES, STATUS_OK, TEMP_MARK, sidecar_name
 from shards.index import check_index_location, empty_rows, write_index
-from shards.writer import read_sidecar, remove_path
+from shards.sources import join, local_path, protocol
+from shards.writer import read_sidecar
 
 SHOW_FAILED = 10
 
@@ -41,17 +44,20 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def positive(kind):
-    """An argparse type: ``kind`` (int or float) above 0, with a message naming the value."""
+def positive(kind, minimum: int = 1):
+    """An argparse type: a finite ``kind`` (int or float) above 0 (for ints: at least ``minimum``),
+    with a message naming the value."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"wants a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"wants a value above 0, got {text!r}")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"wants a finite number, got {text!r}")
+        if value < minimum if kind is int else value <= 0:
+            raise argparse.ArgumentTypeError(f"wants a value {'above 0' if minimum else 'of 0 or more'}, got {text!r}")
         return value
-    parse.__name__ = f"positive {kind.__name__}"
+    parse.__name__ = f"{'positive' if minimum else 'non-negative'} {kind.__name__}"
     return parse
 
 
@@ -60,9 +66,12 @@ def parse_bytes(text: str) -> int:
     t = text.strip().lower().rstrip("b")
     mult = units.get(t[-1:], 1)
     try:
-        return int(float(t[:-1] if t[-1:] in units else t) * mult)
+        value = float(t[:-1] if t[-1:] in units else t) * mult
     except ValueError:
         raise argparse.ArgumentTypeError(f"--shard-size wants bytes, e.g. 512M or 1G; got {text!r}") from None
+    if not math.isfinite(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"--shard-size wants at least 1 byte, e.g. 512M or 1G; got {text!r}")
+    return int(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="which adapter reads the annotations")
     p.add_argument("--videos", required=True, help="folder of the dataset's videos")
     p.add_argument("--annotations", required=True, help="folder (or file) of the dataset's split files")
-    p.add_argument("--out", required=True, help="output folder for the tars, sidecars, index.zarr and failures.tsv")
+    p.add_argument("--out", required=True, help="output folder for the tars, sidecars, index.zarr and failures.tsv: "
+                                                "a path, or a URL of an object store (s3://bucket/ucf, gs://...)")
     p.add_argument("--name", help="shard file prefix; when not given, the dataset name")
     p.add_argument("--fps", type=positive(float), default=25.0, help="output frame rate")
     p.add_argument("--size", type=parse_size, default="256x341",
@@ -92,13 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
                    help="address of a running Dask scheduler; the default is $DASK_SCHEDULER_ADDRESS, and "
                         "with neither the build starts a LocalCluster")
-    p.add_argument("--retries", type=int, default=2, help="retries of a shard task whose worker died")
-    p.add_argument("--overwrite", action="store_true", help="rebuild shards that are already complete")
+    p.add_argument("--retries", type=positive(int, minimum=0), default=2, help="retries of a shard task whose worker died")
+    p.add_argument("--overwrite", action="store_true",
+                   help="rebuild shards that are already complete, and remove the shards of another plan "
+                        "(other --fps, --size, --videos-per-shard ...) that --out holds")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 
 
-def connect(args):
+def connect(args, in_process: bool = False):
+    """A client of ``--scheduler``'s cluster, or of a LocalCluster of our own (its worker threads
+    ``in_process`` when the output lives in this process's memory: memory://)."""
     import dask
     from distributed import Client, LocalCluster
 
@@ -108,6 +122,10 @@ def connect(args):
         except (OSError, TimeoutError) as exc:
             raise InputError(f"cannot reach the Dask scheduler at {args.scheduler}: {exc}") from None
     n = args.workers or os.cpu_count() or 1
+    if in_process:
+        cluster = LocalCluster(n_workers=1, threads_per_worker=n, processes=False, dashboard_address=None,
+                               worker_dashboard_address=None)
+        return Client(cluster), cluster
     # Workers forked from a forkserver, not spawned: each spawned worker re-imports distributed,
     # and closing them takes a second more (2 workers on the shared 2-core CPU: start 3.1 -> 1.7 s,
     # close 1.0 -> 0.1 s). The forkserver is single-threaded, so forking it is safe.
@@ -128,14 +146,14 @@ def quiet_workers(client) -> None:
         client.run(_silence_distributed, wait=True)
 
 
-def gather_index(listing, specs, out: Path):
+def gather_index(listing, specs, out: str):
     """Build index rows from the sidecars on disk (not from task results), so a resumed job's index
     is the one an uninterrupted job would write."""
     rows = empty_rows([e.video_id for e in listing.entries], [e.label for e in listing.entries],
                       np.array([e.split for e in listing.entries], np.int8).reshape(len(listing.entries), -1))
     frames = {}
     for spec in specs:
-        rec = read_sidecar(out / sidecar_name(spec.tar))
+        rec = read_sidecar(join(out, sidecar_name(spec.tar)))
         if rec is None:
             raise RunFailed(f"the sidecar of {spec.tar} is missing or fails its checksum after its task finished; "
                             "re-run the same command to rebuild that shard")
@@ -152,23 +170,23 @@ def gather_index(listing, specs, out: Path):
     return rows, frames
 
 
-def remove_stale_temporaries(out: Path) -> int:
+def remove_stale_temporaries(out: str) -> int:
     """Temporaries left by a worker (or driver) that died mid-write; the lock says no build is
     writing them."""
-    stale = list(out.glob(f".*{TEMP_MARK}*"))
-    for p in stale:
-        remove_path(p)
+    stale = [n for n in store.listdir(out) if n.startswith(".") and TEMP_MARK in n]
+    for name in stale:
+        store.remove(join(out, name))
     return len(stale)
 
 
-def submit_all(client, specs, settings, out: Path, args, listing, identity) -> tuple[list[dict], list]:
+def submit_all(client, specs, settings, out: str, args, listing, identity) -> tuple[list[dict], list]:
     from distributed import as_completed
     from tqdm import tqdm
 
     from preprocess.shard_task import build_shard
 
     futures = [
-        client.submit(build_shard, spec, settings, str(out), args.dataset, listing.splits, spec.digest(identity),
+        client.submit(build_shard, spec, settings, out, args.dataset, listing.splits, spec.digest(identity),
                       args.overwrite, key=f"shard-{spec.number:06d}-{spec.digest(identity)[:12]}",
                       retries=args.retries, pure=False)
         for spec in specs
@@ -191,43 +209,41 @@ def submit_all(client, specs, settings, out: Path, args, listing, identity) -> t
     return results, failed
 
 
+def output_location(text: str) -> str:
+    """``--out`` as a local path or a URL a build can write (else one line, exit 2)."""
+    out = local_path(text) if text.startswith("file://") else text
+    store.check_writable(out)
+    return out
+
+
 @command("build_shards")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    out = Path(args.out)
+    out = output_location(args.out)
+    in_process = protocol(out) == "memory"
+    if in_process and args.scheduler:
+        raise InputError(f"--out {out}: memory:// lives in this process, which a Dask cluster's workers "
+                         "cannot write to; give a path or an object store URL")
+    check_index_location(join(out, INDEX_NAME))
+    plan = plan_build(args)          # read-only: a refused start writes nothing
+    created = store.makedirs(out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
-    check_index_location(out / INDEX_NAME)
-    with build_lock(out), sigterm_as_interrupt():
-        return build(args, out)
+        with build_lock(out), sigterm_as_interrupt():
+            return build(args, out, plan, in_process)
+    except InputError:
+        if created:                 # nor leaves the folder it made
+            store.remove_empty_folder(out)
+        raise
 
 
-def build(args, out: Path) -> int:
-    from preprocess.adapters import load_listing
-    from preprocess.plan import auto_videos_per_shard, plan_shards
-    from preprocess.transcode import TranscodeSettings
-
-    prefix = args.name or args.dataset
-    listing = load_listing(args.dataset, args.videos, args.annotations)
-    print(listing.report(), flush=True)
-    if not listing.entries:
-        raise InputError(f"the split files under {args.annotations} list no videos")
-    if not listing.present:
-        raise InputError(f"none of the {len(listing.entries)} listed videos is under {args.videos}; "
-                         "--videos wants the folder holding them (any depth)")
-    per_shard = args.videos_per_shard
-    if per_shard is None and args.shard_size is None:
-        per_shard = auto_videos_per_shard(len(listing.present))
-    specs = plan_shards(listing, prefix, seed=args.seed, videos_per_shard=per_shard, shard_bytes=args.shard_size)
-    settings = TranscodeSettings(fps=args.fps, height=args.size[0], width=args.size[1],
-                                 jpeg_quality=args.jpeg_quality, timeout=args.timeout)
-    # The timeout changes no byte of the output, so it is not part of a shard's identity.
-    identity = {k: v for k, v in dataclasses.asdict(settings).items() if k != "timeout"}
+def build(args, out: str, plan: BuildPlan, in_process: bool = False) -> int:
+    listing, specs, settings, identity = plan.listing, plan.specs, plan.settings, plan.identity
+    removed = check_plan(out, {"dataset": args.dataset, **plan.attrs["settings"]}, plan.attrs["shards"], args.overwrite)
+    if removed:
+        print(f"--overwrite: removed the old index and {removed} tars and sidecars of another plan", flush=True)
     print(f"{len(specs)} shards planned for {len(listing.present)} videos -> {out}", flush=True)
 
-    client, cluster = connect(args)
+    client, cluster = connect(args, in_process)
     t0 = time.perf_counter()
     try:
         results, failed_tasks = submit_all(client, specs, settings, out, args, listing, identity)
@@ -255,20 +271,14 @@ def build(args, out: Path) -> int:
                         "Re-run the same command to redo only the unfinished shards.")
     stale = remove_stale_temporaries(out)
 
-    attrs = {
-        "dataset": args.dataset, "fps": args.fps, "height": args.size[0], "width": args.size[1],
-        "classes": listing.classes, "splits": listing.splits, "shards": [s.tar for s in specs],
-        "settings": {**identity, "seed": args.seed, "videos_per_shard": per_shard,
-                     "shard_size": args.shard_size, "name": prefix},
-    }
     rows, frames = gather_index(listing, specs, out)
-    write_index(out, attrs, rows, frames)
-    n_bad = write_failures(out / FAILURES_NAME, rows["video_id"], rows["status"], rows["error"],
+    write_index(out, plan.attrs, rows, frames)
+    n_bad = write_failures(join(out, FAILURES_NAME), rows["video_id"], rows["status"], rows["error"],
                            [e.path for e in listing.entries])
 
     status = rows["status"]
     n_frames = int(rows["n_frames"].sum())
-    n_bytes = sum((out / s.tar).stat().st_size for s in specs)
+    n_bytes = sum(store.size(join(out, s.tar)) or 0 for s in specs)
     built = [r for r in results if not r.get("skipped")]
     counts = ", ".join(f"{int((status == code).sum())} {name}" for code, name in STATUS_NAMES.items())
     print(f"videos: {counts}; shards: {len(specs)} in the set, {len(built)} built, "
@@ -278,8 +288,8 @@ def build(args, out: Path) -> int:
     print(split_table(status, rows["split"], listing.splits, listing.roles))
     for r in np.flatnonzero(status == STATUS_FAILED)[:SHOW_FAILED]:
         print(f"  failed: {rows['video_id'][r]}: {rows['error'][r]}")
-    print(f"failures: {out / FAILURES_NAME} ({n_bad} failed or missing videos, with reasons)")
-    print(f"index: {out / INDEX_NAME}")
+    print(f"failures: {join(out, FAILURES_NAME)} ({n_bad} failed or missing videos, with reasons)")
+    print(f"index: {join(out, INDEX_NAME)}")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from shards.format import STATUS_FAILED, STATUS_MISSING, STATUS_NAMES, STATUS_OK
-from shards.writer import atomic_write_bytes
+from shards.store import write_bytes
 
 _COUNTED = (STATUS_OK, STATUS_FAILED, STATUS_MISSING)
 
@@ -33,5 +33,5 @@ def failures_tsv(video_id, status: np.ndarray, error, paths: list[str | None]) -
 
 
 def write_failures(path, video_id, status, error, paths) -> int:
-    atomic_write_bytes(path, failures_tsv(video_id, status, error, paths))
+    write_bytes(str(path), failures_tsv(video_id, status, error, paths))
     return int((status != STATUS_OK).sum())

@@ -86,3 +86,44 @@ def plan_shards(listing: Listing, prefix: str, *, seed: int = 0, videos_per_shar
             groups[-1].append(v)
             size += _size(v.path)
     return [ShardSpec(n, shard_name(prefix, n), tuple(g)) for n, g in enumerate(groups)]
+
+
+@dataclasses.dataclass
+class BuildPlan:
+    listing: Listing
+    specs: list
+    settings: object         # TranscodeSettings
+    identity: dict
+    attrs: dict
+
+
+def plan_build(args) -> BuildPlan:
+    """The listing, the shard plan, and the index attributes the build will write."""
+    from shards.errors import InputError
+
+    from .adapters import load_listing
+    from .transcode import TranscodeSettings
+
+    prefix = args.name or args.dataset
+    listing = load_listing(args.dataset, args.videos, args.annotations)
+    print(listing.report(), flush=True)
+    if not listing.entries:
+        raise InputError(f"the split files under {args.annotations} list no videos")
+    if not listing.present:
+        raise InputError(f"none of the {len(listing.entries)} listed videos is under {args.videos}; "
+                         "--videos wants the folder holding them (any depth)")
+    per_shard = args.videos_per_shard
+    if per_shard is None and args.shard_size is None:
+        per_shard = auto_videos_per_shard(len(listing.present))
+    specs = plan_shards(listing, prefix, seed=args.seed, videos_per_shard=per_shard, shard_bytes=args.shard_size)
+    settings = TranscodeSettings(fps=args.fps, height=args.size[0], width=args.size[1],
+                                 jpeg_quality=args.jpeg_quality, timeout=args.timeout)
+    # The timeout changes no byte of the output, so it is not part of a shard's identity.
+    identity = {k: v for k, v in dataclasses.asdict(settings).items() if k != "timeout"}
+    attrs = {
+        "dataset": args.dataset, "fps": args.fps, "height": args.size[0], "width": args.size[1],
+        "classes": listing.classes, "splits": listing.splits, "shards": [s.tar for s in specs],
+        "settings": {**identity, "seed": args.seed, "videos_per_shard": per_shard,
+                     "shard_size": args.shard_size, "name": prefix},
+    }
+    return BuildPlan(listing, specs, settings, identity, attrs)

@@ -12,8 +12,9 @@ import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
+from shards import store
 from shards.format import SPLIT_ROLE_NAMES, STATUS_FAILED, STATUS_OK, frame_member, meta_member, sidecar_name
+from shards.sources import is_url, join, local_path
 from shards.writer import ShardWriter, file_sha256, read_sidecar, tar_listing, write_sidecar
 
 from .plan import ShardSpec
@@ -30,11 +31,21 @@ def expected_members(record: dict) -> list[tuple[str, int, int]]:
     return out
 
 
-def complete_record(out_dir: Path, spec: ShardSpec, digest: str) -> dict | None:
-    """The sidecar of this shard if the shard on disk is complete and is this plan's; else None."""
-    rec = read_sidecar(out_dir / sidecar_name(spec.tar))
-    tar = out_dir / spec.tar
-    if rec is None or rec.get("digest") != digest or not tar.is_file():
+def complete_record(out_dir: str, spec: ShardSpec, digest: str) -> dict | None:
+    """The sidecar of this shard if the shard in ``out_dir`` is complete and is this plan's; else None.
+
+    In an object store the tar's size is checked, not its bytes: an object appears only whole, and
+    the sidecar is written after it, so a sidecar of this plan beside a tar of the size it records
+    is a finished shard (reading every tar back would make a resume download the whole set).
+    Locally a tar can be half-written by other means (a copy, a full disk), so its bytes are checked.
+    """
+    rec = read_sidecar(join(out_dir, sidecar_name(spec.tar)))
+    if rec is None or rec.get("digest") != digest:
+        return None
+    if is_url(out_dir):
+        return rec if store.size(join(out_dir, spec.tar)) == rec.get("tar_size") else None
+    tar = Path(local_path(out_dir)) / spec.tar
+    if not tar.is_file():
         return None
     if tar.stat().st_size != rec.get("tar_size") or file_sha256(tar) != rec.get("tar_sha256"):
         return None
@@ -69,14 +80,14 @@ def _transcode(path: str, settings: TranscodeSettings) -> Transcoded | Transcode
 
 def build_shard(spec: ShardSpec, settings: TranscodeSettings, out_dir: str, dataset: str,
                 split_names: list[str], digest: str, overwrite: bool = False) -> dict:
-    out = Path(out_dir)
+    out = str(out_dir)
     if not overwrite:
         rec = complete_record(out, spec, digest)
         if rec is not None:
             return {**rec, "skipped": True}
     t0 = time.perf_counter()
     videos = []
-    with ShardWriter(out / spec.tar) as writer, ThreadPoolExecutor(1, thread_name_prefix="transcode") as pool:
+    with ShardWriter(join(out, spec.tar)) as writer, ThreadPoolExecutor(1, thread_name_prefix="transcode") as pool:
         # One transcode ahead: the next video's ffmpeg runs while this thread writes the last one's
         # frames, so the core never waits on our Python between two ffmpeg runs.
         ahead = pool.submit(_transcode, spec.videos[0].path, settings) if spec.videos else None
@@ -98,6 +109,6 @@ def build_shard(spec: ShardSpec, settings: TranscodeSettings, out_dir: str, data
         "shard": spec.number, "tar": spec.tar, "tar_size": tar_size, "tar_sha256": writer.sha256, "digest": digest,
         "settings": dataclasses.asdict(settings), "videos": videos,
     }
-    write_sidecar(out / sidecar_name(spec.tar), record)
+    write_sidecar(join(out, sidecar_name(spec.tar)), record)
     elapsed = time.perf_counter() - t0
     return {**record, "skipped": False, "elapsed_s": elapsed}

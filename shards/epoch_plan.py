@@ -17,6 +17,8 @@ in an epoch. The carry makes epoch e depend on epochs before it; it is recompute
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .errors import InputError
@@ -26,14 +28,47 @@ class SetTooSmall(InputError, ValueError):
     """Fewer usable videos than one global batch."""
 
 
-def batches_per_rank(n_videos: int, batch_size: int, world_size: int, where: str = "") -> int:
+def batches_per_rank(n_videos: int, batch_size: int, world_size: int, where: str = "",
+                     advice: Callable[[int], tuple[str, str]] | None = None) -> int:
+    """Batches each rank delivers per epoch; ``advice(global batch)`` gives (what the selection
+    is, the other choices that would work) for the message when there is not one batch."""
     global_batch = batch_size * world_size
     if n_videos < global_batch:
+        what, others = advice(global_batch) if advice is not None else ("", "")
         raise SetTooSmall(
-            f"{where}{n_videos} usable videos are fewer than one global batch of {global_batch} "
+            f"{where}{what}{n_videos} usable videos are fewer than one global batch of {global_batch} "
             f"(data.batch_size {batch_size} x world size {world_size}): lower data.batch_size or run on "
-            f"fewer ranks (data.num_workers does not matter: workers share their rank's batches)")
+            f"fewer ranks{others} (data.num_workers does not matter: workers share their rank's batches)")
     return n_videos // global_batch
+
+
+def split_advice(index, split: str | None, role: int, min_frames: int) -> Callable[[int], tuple[str, str]]:
+    """For the too-small message: the split's usable videos by role (status ok and long enough for
+    a clip pair), and the ``data.split`` values whose ``role`` part holds at least one global batch."""
+    from .format import SPLIT_ROLE_NAMES, STATUS_OK
+
+    def advise(global_batch: int) -> tuple[str, str]:
+        usable = (index.status == STATUS_OK) & (index.n_frames >= min_frames)
+        role_name = SPLIT_ROLE_NAMES.get(role, str(role))
+        enough = []
+        for c, name in enumerate(str(s) for s in index.attrs["splits"]):
+            n = int((usable & (index.split[:, c] == role)).sum())
+            if n >= global_batch and name != str(split):
+                enough.append(f"data.split={name} ({n} {role_name} videos)")
+        n_all = int(usable.sum())
+        if split is not None and n_all >= global_batch:
+            enough.append(f"data.split=all ({n_all} videos)")
+        if split is None:
+            what = f"data.split=all (every video; {n_all} usable): "
+        else:
+            col = index.split[usable, index.split_column(split)]
+            counts = ", ".join(f"{int((col == c).sum())} {SPLIT_ROLE_NAMES.get(int(c), str(c))}"
+                               for c in sorted(set(col.tolist()) | {role}))
+            what = f"data.split={split} ({counts} usable videos; training takes the {role_name} part): "
+        others = (", or choose " + " or ".join(enough)) if enough else (
+            f"; no data.split has enough ({n_all} usable videos in the whole set)" if split is not None else "")
+        return what, others
+    return advise
 
 
 def shuffled_order(rows: np.ndarray, shard: np.ndarray, seed: int, epoch: int, whole_shards: bool) -> np.ndarray:

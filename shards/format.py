@@ -80,3 +80,15 @@ def unique_keys(video_ids: list[str]) -> list[str]:
         taken.add(key)
         keys.append(key)
     return keys
+
+
+_SIDECAR = re.compile(r"-\d{6}\.json$")
+
+
+def stray_shard_files(names, shards) -> list[str]:
+    """The names among ``names`` (a folder's listing) that look like shard tars or sidecars but
+    are not ``shards`` (an index's tars) or their sidecars: the leftovers of another plan, which
+    a plain ``*.tar`` glob would read beside the set."""
+    own = set(shards) | {sidecar_name(t) for t in shards}
+    return sorted(n for n in names if not n.startswith(".") and n not in own
+                  and (n.endswith(".tar") or _SIDECAR.search(n)))

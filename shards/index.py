@@ -13,7 +13,7 @@ import numpy as np
 
 from .format import FORMAT_VERSION, INDEX_NAME, REASON_MISSING, STATUS_MISSING, STATUS_OK, unique_keys
 from .errors import InputError
-from .sources import describe
+from .sources import describe, is_url, local_path, storage_options
 from .writer import atomic_path
 
 _STR = np.dtypes.StringDType()
@@ -106,8 +106,6 @@ def write_index(out_dir: str | Path, attrs: dict, rows: dict[str, np.ndarray],
 
     ``frames`` maps a row number to its (offsets, sizes); rows without an entry hold no frames.
     """
-    import zarr
-
     missing = [k for k in REQUIRED_ATTRS if k not in attrs and k != "format_version"]
     if missing:
         raise ValueError(f"index attributes missing: {missing}")
@@ -123,25 +121,54 @@ def write_index(out_dir: str | Path, attrs: dict, rows: dict[str, np.ndarray],
         frame_offset[frame_ptr[r]:frame_ptr[r + 1]] = offs
         frame_size[frame_ptr[r]:frame_ptr[r + 1]] = sizes
 
-    final = Path(out_dir) / INDEX_NAME
+    arrays = {**{k: np.asarray(rows[k], VIDEO_ARRAYS[k]) for k in VIDEO_ARRAYS},
+              "frame_ptr": frame_ptr, "frame_offset": frame_offset, "frame_size": frame_size}
+    attrs = {**attrs, "format_version": FORMAT_VERSION}
+    if is_url(str(out_dir)):
+        return _write_remote(index_location(str(out_dir)), attrs, arrays)
+    final = Path(local_path(str(out_dir))) / INDEX_NAME
     check_index_location(final)
     with atomic_path(final) as tmp:
-        g = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        g.attrs.update({**attrs, "format_version": FORMAT_VERSION})
-        arrays = {**{k: np.asarray(rows[k], VIDEO_ARRAYS[k]) for k in VIDEO_ARRAYS},
-                  "frame_ptr": frame_ptr, "frame_offset": frame_offset, "frame_size": frame_size}
-        for name, data in arrays.items():
-            g.create_array(name, data=data, chunks=(max(1, min(len(data), 1 << 20)),) + data.shape[1:])
-        with warnings.catch_warnings():
-            # Consolidated metadata is a zarr-python extension to v3; readers over HTTP need it
-            # (a plain web server cannot list a folder), so we write it and silence the notice.
-            warnings.simplefilter("ignore")
-            zarr.consolidate_metadata(str(tmp), zarr_format=3)
+        _write_group(str(tmp), attrs, arrays)
     return final
 
 
-def check_index_location(path: Path) -> None:
+def _write_group(store, attrs: dict, arrays: dict[str, np.ndarray]) -> None:
+    import zarr
+
+    g = zarr.open_group(store, mode="w", zarr_format=3)
+    g.attrs.update(attrs)
+    for name, data in arrays.items():
+        g.create_array(name, data=data, chunks=(max(1, min(len(data), 1 << 20)),) + data.shape[1:])
+    with warnings.catch_warnings():
+        # Consolidated metadata is a zarr-python extension to v3; readers over HTTP need it
+        # (a plain web server cannot list a folder), so we write it and silence the notice.
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(store, zarr_format=3)
+
+
+def _write_remote(url: str, attrs: dict, arrays: dict[str, np.ndarray]) -> str:
+    """An object store cannot rename a folder into place. The old index is deleted first, and the
+    group's consolidated metadata, which readers open the index by (``use_consolidated=True``), is
+    the last object written: a reader in between finds no index, never a mix of two."""
+    from zarr.storage import FsspecStore
+
+    from .store import remove
+
+    remove(url)
+    store = FsspecStore.from_url(url, storage_options=storage_options(url, 60.0), read_only=False)
+    try:
+        _write_group(store, attrs, arrays)
+    except Exception as exc:  # noqa: BLE001 - each backend raises its own kinds
+        raise IndexError_(f"cannot write the shard index {url}: {describe(exc, url)[1]}") from exc
+    return url
+
+
+def check_index_location(path: str | Path) -> None:
     """Refuse early, in one line, an ``index.zarr`` that is not a folder (a file, a link to one)."""
+    if is_url(str(path)):
+        return
+    path = Path(local_path(str(path)))
     if path.exists() and not path.is_dir():
         raise IndexError_(f"{path} is a file, not a Zarr folder; remove it (a build writes the index there)")
 

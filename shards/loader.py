@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from .clips import CorruptFrame
-from .epoch_plan import (EpochOrder, batches_done, batches_per_rank, role_of, worker_quotas, worker_rows)
+from .epoch_plan import (EpochOrder, batches_done, batches_per_rank, role_of, split_advice, worker_quotas,
+                         worker_rows)
 from .errors import CstpError
 from .index import ShardIndex, read_index
 from .pairs import decode_pair, draw, fill, new_batch
@@ -85,7 +86,8 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         self.too_short = [str(self.index.video_id[r]) for r in self.selected[~ok]]
         rows = self.selected[ok]
         self.rows = rows[np.lexsort((self.index.frame_offset[self.index.frame_ptr[rows]], self.index.shard[rows]))]
-        self.batches = batches_per_rank(len(self.rows), cfg.batch_size, self.world_size, f"{cfg.shards}: ")
+        self.batches = batches_per_rank(len(self.rows), cfg.batch_size, self.world_size, f"{cfg.shards}: ",
+                                        split_advice(self.index, cfg.split, cfg.role, min_frames(cfg.pair)))
         self.order = EpochOrder(self.rows, self.index.shard[self.rows], cfg.seed,
                                 self.batches * cfg.batch_size * self.world_size, whole_shards=is_url(cfg.shards))
         self.keys = self.index.keys()

@@ -12,17 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .format import STATUS_OK, frame_member, meta_member
+from .format import STATUS_OK, frame_member, meta_member, stray_shard_files
 from .errors import command, parser
 from .index import ShardIndex, read_index
+from .sources import SourceError, join
+from .store import listdir, open_seekable
 
 
-def verify_shard(index: ShardIndex, number: int, path: Path, decode: bool = True) -> list[str]:
+def verify_shard(index: ShardIndex, number: int, path: str | Path, decode: bool = True) -> list[str]:
     import simplejpeg
 
-    name = path.name
-    if not path.is_file():
-        return [f"{name}: missing"]
+    name = str(path).rstrip("/").rsplit("/", 1)[-1]
+    try:
+        raw = open_seekable(str(path))
+    except SourceError as exc:      # "shard not found: ...", "cannot read ...: Permission denied"
+        return [f"{name}: missing or unreadable ({exc})"]
     h, w = int(index.attrs["height"]), int(index.attrs["width"])
     keys = index.keys()
     rows = np.flatnonzero((index.shard == number) & (index.status == STATUS_OK))
@@ -37,7 +41,7 @@ def verify_shard(index: ShardIndex, number: int, path: Path, decode: bool = True
     problems = []
     seen = set()
     try:
-        with open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r:") as tf:
+        with raw, tarfile.open(fileobj=raw, mode="r:") as tf:
             for m in tf:
                 if m.name not in expected:
                     problems.append(f"{name}: member {m.name!r} is not in the index")
@@ -68,6 +72,14 @@ def verify_shard(index: ShardIndex, number: int, path: Path, decode: bool = True
     return problems
 
 
+def _listing(shard_dir: str) -> list[str]:
+    """The set folder's names; none where it cannot be listed (a web server without listings)."""
+    try:
+        return listdir(shard_dir)
+    except (SourceError, NotImplementedError):
+        return []
+
+
 def verify(shard_dir: str | Path, decode: bool = True, progress: bool = True,
            per_shard: int = 10) -> tuple[list[str], dict]:
     from tqdm import tqdm
@@ -75,13 +87,16 @@ def verify(shard_dir: str | Path, decode: bool = True, progress: bool = True,
     index = read_index(shard_dir)
     problems: list[str] = []
     for n, tar in enumerate(tqdm(index.shards, unit="shard", disable=not progress, file=sys.stderr)):
-        found = verify_shard(index, n, Path(shard_dir) / tar, decode=decode)
+        found = verify_shard(index, n, join(str(shard_dir), tar), decode=decode)
         if len(found) > per_shard:
             found = found[:per_shard] + [f"{tar}: ... and {len(found) - per_shard} more problems in this shard"]
         problems += found
     if not index.shards or not (index.status == STATUS_OK).any():
         problems.append(f"index: the set holds {len(index.shards)} shards and {int((index.status == STATUS_OK).sum())} "
                         f"usable videos of {len(index)} listed; an empty shard set is not usable")
+    for name in stray_shard_files(_listing(str(shard_dir)), index.shards):
+        problems.append(f"{name}: a tar or sidecar the index does not name (left by a build of another plan?); "
+                        "a *.tar glob would read it beside the set")
     in_shards = index.shard[index.status == STATUS_OK]
     if len(in_shards) and (in_shards.min() < 0 or in_shards.max() >= len(index.shards)):
         problems.append("index: an ok video points at a shard number outside the shard list")

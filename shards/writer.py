@@ -13,12 +13,14 @@ import json
 import os
 import shutil
 import tarfile
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
 
 from .errors import InputError
 from .format import FORMAT_VERSION, TEMP_MARK, frame_member, meta_member
+from .sources import is_url, local_path
 
 
 def temp_sibling(path: Path) -> Path:
@@ -111,11 +113,21 @@ class ShardWriter:
     """Collects samples into ``path`` (a .tar), visible under that name only after ``commit``.
 
     The bytes are those tarfile would write (tests hold it to that), so any tar reader reads them.
+    ``path`` may be a URL (s3://...): the tar is then spooled to a local temporary file (in
+    $TMPDIR) and uploaded whole at ``commit``, so a failed upload can be tried again without
+    transcoding the shard again, and the object appears only once complete.
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.tmp = temp_sibling(self.path)
+        self.location = str(path)
+        if is_url(self.location):
+            name = self.location.rstrip("/").rsplit("/", 1)[-1]
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}{TEMP_MARK}")
+            os.close(fd)
+            self.path, self.tmp = None, Path(tmp)
+        else:
+            self.path = Path(local_path(self.location))
+            self.tmp = temp_sibling(self.path)
         self._file = open(self.tmp, "wb")
         self._sha = hashlib.sha256()
         self._offset = 0
@@ -154,7 +166,15 @@ class ShardWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         self.sha256 = self._sha.hexdigest()
-        publish(self.tmp, self.path)
+        if self.path is not None:
+            publish(self.tmp, self.path)
+        else:
+            from .store import upload
+
+            try:
+                upload(self.tmp, self.location)
+            finally:
+                self.tmp.unlink(missing_ok=True)
         self._done = True
         return self._offset
 
@@ -178,18 +198,27 @@ def _record_checksum(record: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def write_sidecar(path: Path, record: dict) -> None:
+def write_sidecar(path: str | os.PathLike, record: dict) -> None:
+    """Write the record beside its tar (a path or a URL), whole or not at all."""
+    from .store import write_bytes
+
     record = {"format_version": FORMAT_VERSION, **record}
     record["checksum"] = _record_checksum(record)
-    atomic_write_bytes(path, json.dumps(record, sort_keys=True).encode())
+    write_bytes(str(path), json.dumps(record, sort_keys=True).encode())
 
 
-def read_sidecar(path: Path) -> dict | None:
-    """The sidecar's record, or None when it is missing, unreadable, of another format version or
-    does not match its own checksum (a sidecar edited or damaged after it was written)."""
+def read_sidecar(path: str | os.PathLike) -> dict | None:
+    """The sidecar's record (a path or a URL), or None when it is missing, unreadable, of another
+    format version or does not match its own checksum (a sidecar edited or damaged after it was
+    written). A store that cannot be reached raises (a SourceError), so it is never 'missing'."""
+    from .sources import SourceError
+    from .store import read_bytes
+
     try:
-        with open(path, "rb") as f:
-            rec = json.loads(f.read())
+        data = read_bytes(str(path))
+        rec = json.loads(data) if data is not None else None
+    except SourceError:
+        raise
     except (OSError, ValueError):
         return None
     if not isinstance(rec, dict) or rec.get("format_version") != FORMAT_VERSION:

