@@ -204,3 +204,6 @@ def config_class() -> type:
     # the current classes under their names, so instances pickle (loader workers, spawn)
     mod.Config, mod.LossSection = cls, cls.__dataclass_fields__["loss"].type
     return cls
+
+
+config_class()      # Config and LossSection exist under their names from import on (unpickling looks them up)
