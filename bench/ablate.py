@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import subprocess
 import sys
@@ -25,11 +26,10 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 import torch  # noqa: E402
 
-OFF = {"contrastive": "loss.contrastive=0", "rate": "loss.rate=0", "rotation": "loss.rotation=0",
-       "overlap_s": "loss.overlap_spatial=0", "overlap_t": "loss.overlap_temporal=0"}
-VARIANTS = {"full scheme": [], "contrastive only": [OFF[k] for k in ("rate", "rotation", "overlap_s", "overlap_t")],
-            "STOR only": [OFF[k] for k in ("contrastive", "rate", "rotation")]}
-HEADS = ("rate", "rotation", "overlap_s", "overlap_t")
+from train.pretext import TASKS  # noqa: E402
+
+VARIANTS = {"full scheme": [], "contrastive only": [f"loss.{k}=0" for k in TASKS],
+            "STOR only": [f"loss.{k}=0" for k in ("contrastive", "rate", "rotation")]}
 # train.epochs high so that --steps, not tiny_cpu's 2 epochs of 11 clips, sets the length
 COMMON = ["data.split=all", "data.batch_size=4", "train.tensorboard=false", "train.ckpt_every=100000",
           "train.epochs=100000"]
@@ -49,19 +49,19 @@ def build_shards(out: Path) -> Path:
 
 
 @torch.no_grad()
-def head_accuracy(model, cfg: dict, pairs: int) -> dict:
+def head_accuracy(model, cfg, pairs: int) -> dict:
     """Each enabled head's accuracy on ``pairs`` fresh pairs (sampling seed 12345), eval mode."""
-    from shards.augment import AugmentConfig, augment_pair
+    from shards.augment import augment_pair
     from train.pretrain import make_loader
 
-    fresh = {**cfg, "train": {**cfg["train"], "seed": 12345}, "data": {**cfg["data"], "num_workers": 0}}
+    fresh = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=12345),
+                                data=dataclasses.replace(cfg.data, num_workers=0))
     model.eval()
-    aug = AugmentConfig(**cfg["augment"])
-    hits: dict[str, list[float]] = {k: [] for k in HEADS}
+    hits: dict[str, list[float]] = {k: [] for k in TASKS}
     seen, loader = 0, make_loader(fresh, 0, 1)
     while seen < pairs:             # each pass over the loader is a new epoch: new pairs
         for batch in loader:
-            x1, x2 = augment_pair(batch, aug, torch.Generator().manual_seed(seen))
+            x1, x2 = augment_pair(batch, cfg.augment, torch.Generator().manual_seed(seen), cfg.data.pair.rotations)
             h1, h2 = model.backbone(x1), model.backbone(x2)
             _, accs = model.heads(h1, h2, batch)
             for k, v in accs.items():
@@ -74,7 +74,7 @@ def head_accuracy(model, cfg: dict, pairs: int) -> dict:
 
 def main() -> int:
     from train.checkpoint import load_checkpoint
-    from train.config import load_config
+    from train.config import config_from_dict, load_config
     from train.model import CSTPModel
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -86,9 +86,7 @@ def main() -> int:
     shards = args.shards or str(build_shards(tmp / "shards"))
     tiny = str(ROOT / "configs/tiny_cpu.yaml")
     base = load_config(tiny, [f"data.shards={shards}", *COMMON])
-    n = base["data"]
-    chance = {"rate": 1 / len(n["rates"]), "rotation": 1 / len(n["rotations"]),
-              "overlap_s": 1 / n["n_overlaps"], "overlap_t": 1 / n["n_overlaps"]}
+    chance = {k: t.chance(base) for k, t in TASKS.items()}
     torch.manual_seed(0)
     rows = {"random init": head_accuracy(CSTPModel(base), base, args.pairs)}
     for name, extra in VARIANTS.items():
@@ -102,16 +100,18 @@ def main() -> int:
         ck = load_checkpoint(sorted(out.glob("ckpt-*.pt"))[-1])
         if ck["step"] != args.steps:
             raise SystemExit(f"'{name}' stopped at step {ck['step']}, not {args.steps}")
-        model = CSTPModel(ck["config"])
+        cfg = config_from_dict(ck["config"])
+        model = CSTPModel(cfg)
         model.load_state_dict(ck["model"])
-        rows[name] = head_accuracy(model, ck["config"], args.pairs)
+        rows[name] = head_accuracy(model, cfg, args.pairs)
         print(f"pretrained '{name}': {args.steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"\nheld-out pretext accuracy (%), {args.pairs} fresh pairs of the 11 real UCF-101 clips, "
           f"tiny_cpu model, {args.steps} steps of batch 4")
-    print(f"{'model':18s}" + "".join(f"{h:>11s}" for h in HEADS))
-    print(f"{'chance':18s}" + "".join(f"{100 * chance[h]:11.1f}" for h in HEADS))
+    width = max(11, *(len(h) + 1 for h in TASKS))
+    print(f"{'model':18s}" + "".join(f"{h:>{width}s}" for h in TASKS))
+    print(f"{'chance':18s}" + "".join(f"{100 * chance[h]:{width}.1f}" for h in TASKS))
     for name, accs in rows.items():
-        print(f"{name:18s}" + "".join(f"{100 * accs[h]:11.1f}" if h in accs else f"{'-':>11s}" for h in HEADS))
+        print(f"{name:18s}" + "".join(f"{100 * accs[h]:{width}.1f}" if h in accs else f"{'-':>{width}s}" for h in TASKS))
     return 0
 
 

@@ -18,9 +18,12 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from shards.errors import parser  # noqa: E402
+from shards.pairs import geometry  # noqa: E402
+from shards.sampling import sample_pair  # noqa: E402
 from train.accel import maybe_compile, memory_format, setup_device  # noqa: E402
 from train.backbones import BACKBONES  # noqa: E402
 from train.config import load_config  # noqa: E402
@@ -36,20 +39,21 @@ VARIANTS = {                      # name: (channels_last, compile)
 }
 
 
-def device_batches(cfg: dict, batch: int, device: torch.device):
-    """Endless batches of random uint8 clips and labels, made on the device."""
-    d = cfg["data"]
+def device_batches(cfg, batch: int, device: torch.device):
+    """Endless batches of random uint8 clips made on the device, with the geometry of pairs the
+    sampler draws (from a 300-frame 128x171 video), so every registered pretext task has its labels."""
+    d = cfg.data
     g = torch.Generator(device=device).manual_seed(0)
-    shape = (batch, 3, d["clip_len"], d["out_size"], d["out_size"])
-    ranges = {"rate": len(d["rates"]), "rot1": len(d["rotations"]), "rot2": len(d["rotations"]),
-              "overlap_s": d["n_overlaps"], "overlap_t": d["n_overlaps"]}
+    rng = np.random.default_rng(0)
+    shape = (batch, 3, d.clip_len, d.out_size, d.out_size)
     while True:
+        pairs = geometry([sample_pair(300, 128, 171, d.pair, rng) for _ in range(batch)])
         yield {"clip1": torch.randint(0, 256, shape, dtype=torch.uint8, device=device, generator=g),
                "clip2": torch.randint(0, 256, shape, dtype=torch.uint8, device=device, generator=g),
-               **{k: torch.randint(0, n, (batch,), device=device, generator=g) for k, n in ranges.items()}}
+               **{k: v.to(device) for k, v in pairs.items()}}
 
 
-def loader_batches(cfg: dict):
+def loader_batches(cfg):
     """Endless batches from the real loader (epoch after epoch)."""
     from train.pretrain import make_loader
 
@@ -58,14 +62,14 @@ def loader_batches(cfg: dict):
         yield from loader
 
 
-def measure(cfg: dict, device: torch.device, variant: str, batches, warmup: int, steps: int) -> tuple[float, float]:
+def measure(cfg, device: torch.device, variant: str, batches, warmup: int, steps: int) -> tuple[float, float]:
     """(clips/s, data-wait fraction) of ``steps`` training steps after ``warmup`` of them."""
     channels_last, compiled = VARIANTS[variant]
     torch.manual_seed(0)
     model = CSTPModel(cfg)
     fmt = memory_format(channels_last)
     model.to(device, memory_format=fmt)
-    opt, sched = build_optimizer(model, cfg["optim"], cfg["data"]["batch_size"], 0, 10 ** 6)
+    opt, sched = build_optimizer(model, cfg.optim, cfg.data.batch_size, 0, 10 ** 6)
     net = maybe_compile(model, compiled, lambda m: print(f"    {m}"))
     t = Trainer(cfg=cfg, model=model, net=net, opt=opt, sched=sched, loader=None, device=device, fmt=fmt, rank=0,
                 out=Path("."), log=RunLog(Path("."), start_step=0, log_every=1, clips_per_step=0, tensorboard=False,
@@ -83,7 +87,7 @@ def measure(cfg: dict, device: torch.device, variant: str, batches, warmup: int,
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
-    return 2 * cfg["data"]["batch_size"] * steps / elapsed, wait / elapsed
+    return 2 * cfg.data.batch_size * steps / elapsed, wait / elapsed
 
 
 def main(argv=None) -> int:

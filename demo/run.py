@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     data, shards, run, ev, plots = out / "data", out / "shards", out / "run", out / "eval", out / "plots"
     t0 = time.perf_counter()
     cfg = load_config(str(ROOT / args.config), [f"data.shards={shards}", *args.overrides])
-    m, d = cfg["model"], cfg["data"]
-    eval_args = ["--shards", shards, "--clip-len", d["clip_len"], "--crop", 64, "--clips", 10]
+    m, d = cfg.model, cfg.data
+    eval_args = ["--shards", shards, "--clip-len", d.clip_len, "--crop", 64, "--clips", 10]
 
     def stage(title, cmd):
         try:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for name, ck in (("random init", "none"), ("CSTP", ckpt)):
         tag = "random" if ck == "none" else "cstp"
-        base = ["--ckpt", ck, "--backbone", m["backbone"], "--width", m["width"], "--out", ev / tag, *eval_args]
+        base = ["--ckpt", ck, "--backbone", m.backbone, "--width", m.width, "--out", ev / tag, *eval_args]
         stage(f"4/4 {name}: retrieval", [sys.executable, "eval/retrieval.py", *base])
         stage(f"4/4 {name}: linear probe", [sys.executable, "eval/linear_probe.py", *base, "--cache", ev / "cache"])
         r = json.loads((ev / tag / "retrieval.json").read_text())

@@ -4,9 +4,10 @@
     python eval/plots.py out/demo/run --summary out/demo/summary.json --out out/demo/plots
 
 From RUN/log.jsonl (train/pretrain.py): loss.png (the total and each loss term), accuracy.png (each
-pretext head against its chance level, 1 / its number of classes in RUN/config.yaml), lr.png and
-throughput.png (clips/s and the fraction of each step spent waiting for data). With --summary (the
-demo's summary.json): demo_table.png, the demo's table as bars.
+pretext head against its chance level, as its task in train.pretext declares it for RUN/config.yaml),
+lr.png and throughput.png (clips/s and the fraction of each step spent waiting for data). With
+--summary (the demo's summary.json): demo_table.png, the demo's table as bars. Runs of earlier
+versions read too (their terms' old names and config keys are mapped to today's).
 """
 from __future__ import annotations
 
@@ -18,16 +19,20 @@ import numpy as np
 import yaml
 
 from shards.errors import InputError, command, parser, read_input_file
+from train.config import config_from_dict
+from train.pretext import TASKS, enabled
 
 PROG = "cstp-report"
 
-# pretext head -> its number of classes, from the run's data config
-N_CLASSES = {
-    "rate": lambda d: len(d["rates"]),
-    "rotation": lambda d: len(d["rotations"]),
-    "overlap_s": lambda d: d["n_overlaps"],
-    "overlap_t": lambda d: d["n_overlaps"],
-}
+
+def current_names(rec: dict) -> dict:
+    """A log record with each pretext term under today's name (loss_overlap_s -> loss_overlap_spatial)."""
+    for task in TASKS.values():
+        for old in task.old_names:
+            for prefix in ("loss_", "acc_"):
+                if prefix + old in rec:
+                    rec[prefix + task.name] = rec.pop(prefix + old)
+    return rec
 
 
 def read_log(path: Path) -> list[dict]:
@@ -41,22 +46,22 @@ def read_log(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue                 # a run still writing its last line
         if isinstance(rec, dict) and "event" not in rec and "step" in rec:
-            records.append(rec)
+            records.append(current_names(rec))
     if not records:
         raise InputError(f"{path} holds no step records yet; plot it once the run has logged a step")
     return records
 
 
 def chance_levels(config: dict) -> dict[str, float]:
-    """{head: 1 / n_classes} for each pretext head the config sizes."""
-    d = config.get("data", {})
-    out = {}
-    for head, n in N_CLASSES.items():
-        try:
-            out[head] = 1.0 / n(d)
-        except (KeyError, TypeError, ZeroDivisionError):
-            continue
-    return out
+    """{term: chance level} of each pretext task the run's config (a dict, as its config.yaml) trains;
+    {} for a config that does not read (the plot then has no chance lines)."""
+    if not isinstance(config, dict) or not config:
+        return {}
+    try:
+        cfg = config_from_dict(config)
+    except InputError:
+        return {}
+    return {t.name: t.chance(cfg) for t in enabled(cfg)}
 
 
 def smooth(y: np.ndarray, window: int) -> np.ndarray:

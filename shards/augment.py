@@ -35,7 +35,9 @@ class AugmentConfig:
     p_rotate: float = 1.0      # base: probability of the small rotation (the authors always apply it)
     max_degrees: float = 10.0  # base: small rotation angle drawn in +- this (degrees)
     p_flip: float = 0.5        # every clip: probability of a horizontal flip (before the labelled rotation)
-    normalize: bool = True     # subtract MEAN, divide by STD
+    normalize: bool = True     # subtract mean, divide by std
+    mean: tuple[float, float, float] = MEAN    # per-channel mean (RGB, pixels in [0, 1])
+    std: tuple[float, float, float] = STD      # per-channel standard deviation
 
 
 def _per_clip(b: int, device, gen, lo: float, hi: float) -> torch.Tensor:
@@ -120,9 +122,9 @@ def _base(x: torch.Tensor, cfg: AugmentConfig, g, chosen: torch.Tensor) -> torch
     return x
 
 
-def _normalize(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1, 1)
-    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1, 1)
+def _normalize(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    mean = torch.tensor(cfg.mean, device=x.device).view(1, 3, 1, 1, 1)
+    std = torch.tensor(cfg.std, device=x.device).view(1, 3, 1, 1, 1)
     return (x - mean) / std
 
 
@@ -156,7 +158,7 @@ def augment(clips: torch.Tensor, cfg: AugmentConfig | None = None,
     cfg = cfg or AugmentConfig()
     x = _flip(_to_float(clips), cfg, generator)
     x = _base(x, cfg, generator, torch.ones(x.shape[0], 1, 1, 1, 1, dtype=torch.bool, device=x.device))
-    return _normalize(x) if cfg.normalize else x
+    return _normalize(x, cfg) if cfg.normalize else x
 
 
 def augment_clips(clips: torch.Tensor, labels: torch.Tensor, cfg: AugmentConfig | None = None,
@@ -165,7 +167,7 @@ def augment_clips(clips: torch.Tensor, labels: torch.Tensor, cfg: AugmentConfig 
     cfg = cfg or AugmentConfig()
     x = rotate_by_label(_flip(_to_float(clips), cfg, generator), labels, rotations)
     x = _base(x, cfg, generator, _mask(x.shape[0], cfg.p_base, x.device, generator))
-    return _normalize(x) if cfg.normalize else x
+    return _normalize(x, cfg) if cfg.normalize else x
 
 
 def augment_pair(batch: dict, cfg: AugmentConfig | None = None, generator: torch.Generator | None = None,

@@ -3,9 +3,14 @@
 A video's clip pair is drawn from a generator seeded by (seed, epoch, video key): it does not depend
 on which rank or worker reads the video, or when. Clips leave the loader unrotated; ``rot1`` and
 ``rot2`` are labels the device applies (shards.augment.augment_pair), after its flip.
+
+A batch carries the pair's whole geometry, every field of :class:`PairSample` under its own name
+(candidate indices B, frame indices B x T, crop boxes B x 4), and the video's class ``label``; the
+pretext tasks (train.pretext) draw their labels from it, so this module names none of them.
 """
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 import numpy as np
@@ -14,7 +19,12 @@ import torch
 from .clips import CorruptFrame, clip_from_frames, decode_jpegs
 from .sampling import PairConfig, PairSample, sample_pair
 
-LABELS = ("rate", "rot1", "rot2", "overlap_s", "overlap_t", "label")
+# PairSample's fields by shape: one index a pair, one frame index a clip frame, one box a crop
+INDICES = tuple(f.name for f in dataclasses.fields(PairSample) if f.type in (int, "int"))
+FRAMES = ("idx1", "idx2")
+BOXES = ("box1", "box2")
+if set(INDICES + FRAMES + BOXES) != {f.name for f in dataclasses.fields(PairSample)}:
+    raise TypeError("a field of PairSample has no slot in the batch (shards/pairs.py)")
 
 
 def draw(seed: int, epoch: int, key: str, n_frames: int, height: int, width: int, cfg: PairConfig) -> PairSample:
@@ -33,8 +43,15 @@ def new_batch(batch_size: int, clip_len: int, out_size: tuple[int, int]) -> dict
     # (Consumers see the contract's shape; .contiguous() gives the dense layout where needed.)
     return {"clip1": torch.empty((B, T, h, w, 3), dtype=torch.uint8).permute(0, 4, 1, 2, 3),
             "clip2": torch.empty((B, T, h, w, 3), dtype=torch.uint8).permute(0, 4, 1, 2, 3),
-            **{k: torch.empty(B, dtype=torch.long) for k in LABELS},
-            "video_id": [], "idx1": torch.empty((B, T), dtype=torch.long), "idx2": torch.empty((B, T), dtype=torch.long)}
+            **{k: torch.empty(B, dtype=torch.long) for k in (*INDICES, "label")},
+            **{k: torch.empty((B, T), dtype=torch.long) for k in FRAMES},
+            **{k: torch.empty((B, 4), dtype=torch.long) for k in BOXES}, "video_id": []}
+
+
+def geometry(samples: list[PairSample]) -> dict[str, torch.Tensor]:
+    """The geometry part of a batch of ``samples``, as the loader fills it (for batches made without frames)."""
+    return {**{k: torch.tensor([getattr(p, k) for p in samples], dtype=torch.long) for k in INDICES + BOXES},
+            **{k: torch.from_numpy(np.stack([getattr(p, k) for p in samples])).long() for k in FRAMES}}
 
 
 def decode_pair(p: PairSample, frames: dict[int, bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -51,8 +68,11 @@ def fill(batch: dict, i: int, p: PairSample, needed: np.ndarray, decoded: np.nda
     """Write one video's clip pair into slot ``i`` of ``batch``."""
     clip_from_frames(decoded, np.searchsorted(needed, p.idx1), p.box1, 0, out_size, batch["clip1"][i])
     clip_from_frames(decoded, np.searchsorted(needed, p.idx2), p.box2, 0, out_size, batch["clip2"][i])
-    for k, v in zip(LABELS, (p.rate, p.rot1, p.rot2, p.overlap_s, p.overlap_t, label)):
-        batch[k][i] = v
-    batch["idx1"][i] = torch.from_numpy(p.idx1)
-    batch["idx2"][i] = torch.from_numpy(p.idx2)
+    for k in INDICES:
+        batch[k][i] = getattr(p, k)
+    for k in FRAMES:
+        batch[k][i] = torch.from_numpy(getattr(p, k))
+    for k in BOXES:
+        batch[k][i] = torch.tensor(getattr(p, k))
+    batch["label"][i] = label
     batch["video_id"].append(video_id)

@@ -1,5 +1,7 @@
-"""Pretraining configuration: typed defaults (OmegaConf structured configs), a YAML file deep-merged
-on top, then ``section.key=value`` overrides (values parsed by OmegaConf).
+"""Pretraining configuration: typed defaults (the structured schema in train/config_schema.py), a
+YAML file deep-merged on top, then ``section.key=value`` overrides (values parsed by OmegaConf).
+:func:`load_config` returns the ``Config`` dataclass; code reads attributes (``cfg.data.rates``);
+the sampler's config is ``cfg.data.pair``, the augmentation's ``cfg.augment``.
 
 Every key, type and range is checked at start: an unknown key, a value of the wrong type or out of
 range fails with one line that names the key, the value and what is allowed (:class:`ConfigError`,
@@ -9,169 +11,29 @@ authors train it (README, "Deviations from the paper", says where we differ).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, get_type_hints
+from typing import get_type_hints
 
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from shards.augment import AugmentConfig
 from shards.errors import InputError, one_line
-from shards.sampling import PairConfig, overlap_candidates
 
-from .backbones import BACKBONES
+from .config_schema import AUGMENT_RULES, LEGACY_KEYS, config_class
 from .methods import METHODS
-from .optim import OPTIMIZERS
+from .pretext import enabled
 
 
 class ConfigError(InputError, ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class Rule:
-    allowed: str                      # what the error says is allowed
-    ok: Callable[[Any], bool]
-
-    def error(self, key: str, value) -> str:
-        return f"config key {key}={value!r} is not allowed: must be {self.allowed}"
-
-
-@dataclass(frozen=True)
-class Registry(Rule):
-    kind: str = ""
-
-    def error(self, key: str, value) -> str:
-        return f"config key {key}: unknown {self.kind} {value!r}; valid: {self.allowed}"
-
-
-AT_LEAST_1 = Rule(">= 1", lambda v: v >= 1)
-POSITIVE = Rule("> 0", lambda v: v > 0)
-NON_NEGATIVE = Rule(">= 0", lambda v: v >= 0)
-PROBABILITY = Rule("a probability in [0, 1]", lambda v: 0 <= v <= 1)
-POSITIVE_INTS = Rule("a non-empty list of positive integers", lambda v: len(v) > 0 and all(x >= 1 for x in v))
-RIGHT_ANGLES = Rule("a non-empty list of multiples of 90", lambda v: len(v) > 0 and all(x % 90 == 0 for x in v))
-AREA = Rule("two fractions [lo, hi] with 0 < lo <= hi <= 1", lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1)
-
-
-def registry(kind: str, names: dict) -> Rule:
-    return Registry(str(sorted(names)), lambda v: v in names, kind)
-
-
-def opt(default, help: str, rule: Rule | None = None):
-    """A config field with its meaning (the README's key reference) and its allowed values."""
-    meta = {"help": help, "rule": rule}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-_PAIR = PairConfig()    # the sampler's defaults, not a second copy of them
-
-
-@dataclass
-class DataSection:
-    shards: Optional[str] = opt(None, "shard set folder or URL (required to pretrain)")
-    split: str = opt("1", 'train on this split\'s train videos; "all": every ok video')
-    batch_size: int = opt(10, "clip pairs per rank (the authors: 60 in all, over 6 GPUs)", AT_LEAST_1)
-    num_workers: int = opt(4, "loader processes per rank", NON_NEGATIVE)
-    clip_len: int = opt(_PAIR.clip_len, "frames per clip", Rule(">= 2", lambda v: v >= 2))
-    out_size: int = opt(112, "clip height and width after the crop", AT_LEAST_1)
-    rates: List[int] = opt(list(_PAIR.rates), "playback rates (frame strides); [1]: no playback-rate augmentation",
-                           POSITIVE_INTS)
-    rotations: List[int] = opt(list(_PAIR.rotations), "rotation angles; [0]: no rotation augmentation", RIGHT_ANGLES)
-    n_overlaps: int = opt(len(_PAIR.temporal_overlaps), "N candidates 1/N..1 for both overlap rates (Table 4)",
-                          Rule("in 2..16", lambda v: 2 <= v <= 16))
-    area_range: List[float] = opt(list(_PAIR.area_range), "crop area / frame area of clip 1", AREA)
-    shuffle_buffer: int = opt(32, "samples in the streaming shuffle buffer", NON_NEGATIVE)
-    skip_errors: bool = opt(False, "skip undecodable samples instead of stopping")
-    max_skip_fraction: float = opt(0.01, "with skip_errors: stop once more than this fraction of an epoch is skipped",
-                                   PROBABILITY)
-    io_timeout: float = opt(60.0, "seconds per remote read", POSITIVE)
-    io_retries: int = opt(3, "retries of transient remote errors", NON_NEGATIVE)
-
-
-@dataclass
-class ModelSection:
-    backbone: str = opt("r21d_10", "backbone name", registry("backbone", BACKBONES))
-    width: float = opt(1.0, "channel multiplier (0.125: the tiny CPU variants)", Rule("in (0, 4]", lambda v: 0 < v <= 4))
-    method: str = opt("byol", "contrastive method", registry("method", METHODS))
-    method_params: Dict[str, Any] = opt({}, "parameters of model.method (below); unset ones take its defaults")
-    sync_bn: bool = opt(True, "batch norm statistics over every rank")
-
-
-@dataclass
-class LossSection:          # eq. 5 as the authors weight and sum it; 0 switches a term off
-    contrastive: float = opt(0.1, "weight of the contrastive loss (BYOL: summed over both directions)", NON_NEGATIVE)
-    rate: float = opt(1.0, "weight of playback-rate prediction (summed over both clips)", NON_NEGATIVE)
-    rotation: float = opt(1.0, "weight of rotation prediction (summed over both clips)", NON_NEGATIVE)
-    overlap_spatial: float = opt(1.0, "weight of spatial overlap-rate prediction", NON_NEGATIVE)
-    overlap_temporal: float = opt(1.0, "weight of temporal overlap-rate prediction", NON_NEGATIVE)
-
-
-@dataclass
-class OptimSection:
-    name: str = opt("sgd", "optimiser", registry("optimizer", OPTIMIZERS))
-    lr: float = opt(0.128, "peak learning rate per 256 clips of global batch, scaled linearly "
-                           "(the authors: 0.03 at 60)", POSITIVE)
-    weight_decay: float = opt(5e-4, "weight decay of weights (not of biases and norms)", NON_NEGATIVE)
-    momentum: float = opt(0.9, "SGD / LARS momentum", PROBABILITY)
-    warmup_epochs: float = opt(150.0, "linear warm-up, then cosine to 0 (the authors: half the epochs)", NON_NEGATIVE)
-    clip_grad: float = opt(18.0, "gradient norm clip; 0: none", NON_NEGATIVE)
-
-
-@dataclass
-class TrainSection:
-    epochs: int = opt(300, "passes over the split", AT_LEAST_1)
-    max_steps: Optional[int] = opt(None, "stop early (smoke tests, benchmarks)", AT_LEAST_1)
-    seed: int = opt(0, "seed of the model, the sampler and the augmentation")
-    bf16: bool = opt(True, "bfloat16 autocast (on GPU only)")
-    log_every: int = opt(10, "steps between TensorBoard scalars", AT_LEAST_1)
-    ckpt_every: int = opt(1000, "steps between checkpoints", AT_LEAST_1)
-    keep_ckpts: int = opt(3, "checkpoints kept; 0: all", NON_NEGATIVE)
-    out: str = opt("runs/cstp", "run folder")
-    tensorboard: bool = opt(True, "write TensorBoard scalars")
-    compile: Optional[bool] = opt(None, "torch.compile the model; null: on where CUDA is used")
-    channels_last: Optional[bool] = opt(None, "channels_last_3d memory format; null: on where CUDA is used")
-    max_bad_steps: int = opt(0, "non-finite steps skipped before the run stops (0: stop at the first)", NON_NEGATIVE)
-
-
-@dataclass
-class FinetuneSection:      # read by eval/finetune.py --config
-    rates: List[int] = opt([1], "playback rates of fine-tuning clips (Table 1 rows 1-4)", POSITIVE_INTS)
-    rotations: List[int] = opt([0], "rotations of fine-tuning clips (Table 1 rows 1-4)", RIGHT_ANGLES)
-
-
-@dataclass
-class PaperSection:
-    table: Optional[int] = opt(None, "the paper's table this config reproduces")
-    row: Optional[int] = opt(None, "its row (Exp.) in that table")
-    what: str = opt("", "the row in words")
-    ucf101: Optional[float] = opt(None, "the paper's UCF-101 top-1 (%)")
-    hmdb51: Optional[float] = opt(None, "the paper's HMDB-51 top-1 (%)")
-
-
-@dataclass
-class Config:
-    pretrain: bool = opt(True, "false: the row has no pretraining (fine-tune from scratch with eval/finetune.py)")
-    data: DataSection = field(default_factory=DataSection)
-    model: ModelSection = field(default_factory=ModelSection)
-    loss: LossSection = field(default_factory=LossSection)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    optim: OptimSection = field(default_factory=OptimSection)
-    train: TrainSection = field(default_factory=TrainSection)
-    finetune: FinetuneSection = field(default_factory=FinetuneSection)
-    paper: PaperSection = field(default_factory=PaperSection)
-
-
 def _schema():
-    s = OmegaConf.structured(Config)
-    OmegaConf.set_readonly(s.augment, None)     # AugmentConfig is frozen; as a config section it merges
-    return s
+    return OmegaConf.structured(config_class())
 
 
 def _type_at(key: str, schema: type) -> str:
@@ -185,7 +47,7 @@ def _type_at(key: str, schema: type) -> str:
     return t.__name__ if isinstance(t, type) else str(t).replace("typing.", "")
 
 
-def _merge(base, src, where: str, prefix: str = "", fallback_key: str = "?", schema: type = Config):
+def _merge(base, src, where: str, prefix: str = "", fallback_key: str = "?", schema: type | None = None):
     """OmegaConf.merge, its errors as one line naming the key (``prefix`` + OmegaConf's) and value."""
     try:
         return OmegaConf.merge(base, src)
@@ -200,7 +62,7 @@ def _merge(base, src, where: str, prefix: str = "", fallback_key: str = "?", sch
         except OmegaConfBaseException:
             value = "?"
         raise ConfigError(f"{where}config key {prefix}{key}={value!r}: {one_line(getattr(exc, 'msg', None) or exc)}; "
-                          f"expected {_type_at(key, schema)}") from None
+                          f"expected {_type_at(key, schema or config_class())}") from None
 
 
 def _load_yaml(path: str):
@@ -216,8 +78,17 @@ def _load_yaml(path: str):
     return data
 
 
-def load_config(path: str | None = None, overrides: list[str] = ()) -> dict:
-    """Defaults, then the YAML file, then each override: a plain resolved dict."""
+def _finish(cfg):
+    """The merged DictConfig as a checked Config."""
+    model = cfg.model
+    model.method_params = method_params(model.method, OmegaConf.to_container(model.method_params))
+    out = OmegaConf.to_object(cfg)
+    validate(out)
+    return out
+
+
+def load_config(path: str | None = None, overrides: list[str] = ()):
+    """Defaults, then the YAML file, then each override: the checked ``Config``."""
     cfg = _schema()
     if path:
         cfg = _merge(cfg, _load_yaml(path), f"{path}: ")
@@ -225,14 +96,32 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> dict:
         if "=" not in o or o.startswith("="):
             raise ConfigError(f"override {o!r} is not of the form section.key=value")
         cfg = _merge(cfg, OmegaConf.from_dotlist([o]), "", fallback_key=o.split("=", 1)[0])
-    out = _plain(OmegaConf.to_container(cfg, resolve=True))
-    out["model"]["method_params"] = method_params(out["model"]["method"], out["model"]["method_params"])
-    validate(out)
-    return out
+    return _finish(cfg)
+
+
+def upgrade(d: dict) -> dict:
+    """A config dict of an earlier version (a run folder's config.yaml, a checkpoint's) in today's keys."""
+    d = copy.deepcopy(d)
+    for old, new in LEGACY_KEYS.items():
+        section, key = old.split(".")
+        if key in d.get(section, {}):
+            value = d[section].pop(key)
+            for n in new:
+                d[section].setdefault(n.split(".")[1], value)
+    return d
+
+
+def config_from_dict(d: dict, where: str = "") -> object:
+    """The checked Config of a plain dict (a checkpoint's or a run folder's), earlier keys upgraded."""
+    return _finish(_merge(_schema(), OmegaConf.create(upgrade(d)), where))
+
+
+def to_dict(cfg) -> dict:
+    """``cfg`` as the plain dict its YAML or JSON reads back as (checkpoints hold this)."""
+    return _plain(dataclasses.asdict(cfg))
 
 
 def _plain(v):
-    """Tuples (AugmentConfig's) as lists, so the dict is what its YAML or JSON reads back as."""
     if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items()}
     return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
@@ -254,52 +143,50 @@ def method_params(method: str, given: dict) -> dict:
     return _plain(params)
 
 
-def _check_rules(section: type, values: dict, where: str) -> None:
+def _value(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+def _check_rules(section, where: str, rules: dict | None = None) -> None:
     for f in dataclasses.fields(section):
-        v, rule, t = values[f.name], f.metadata.get("rule"), get_type_hints(section)[f.name]
-        if dataclasses.is_dataclass(t):
-            _check_rules(t, v, f"{where}{f.name}.")
+        v = getattr(section, f.name)
+        rule = rules.get(f.name) if rules is not None else f.metadata.get("rule")
+        if dataclasses.is_dataclass(v):
+            _check_rules(v, f"{where}{f.name}.", AUGMENT_RULES if f.name == "augment" else None)
         elif rule is not None and v is not None and not rule.ok(v):
-            raise ConfigError(rule.error(f"{where}{f.name}", v))
+            raise ConfigError(rule.error(f"{where}{f.name}", _value(v)))
 
 
-def validate(cfg: dict) -> None:
-    _check_rules(Config, cfg, "")
-    for k, v in cfg["augment"].items():
-        if k.startswith("p_") and not 0 <= v <= 1:
-            raise ConfigError(PROBABILITY.error(f"augment.{k}", v))
+def validate(cfg) -> None:
+    _check_rules(cfg, "")
     try:
-        AugmentConfig(**cfg["augment"])
-        d = cfg["data"]
-        PairConfig(clip_len=d["clip_len"], rates=tuple(d["rates"]), rotations=tuple(d["rotations"]),
-                   temporal_overlaps=overlap_candidates(d["n_overlaps"]),
-                   spatial_overlaps=overlap_candidates(d["n_overlaps"]), area_range=tuple(d["area_range"]))
+        cfg.data.pair          # the sampler's own checks (e.g. overlap candidates that fit clip_len)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"config sections data/augment: {one_line(exc)}") from None
-    l = cfg["loss"]
-    for key, labels in (("rate", "rates"), ("rotation", "rotations")):
-        if l[key] > 0 and len(cfg["data"][labels]) < 2:
-            raise ConfigError(f"config key loss.{key}={l[key]} needs at least two data.{labels} to predict, "
-                              f"got {cfg['data'][labels]}; set loss.{key}=0 or give more")
-    if cfg["pretrain"] and not any(v > 0 for v in l.values()):
-        raise ConfigError("every loss weight is 0: enable one of loss." + "/".join(l)
+        raise ConfigError(f"config section data: {one_line(exc)}") from None
+    for task in enabled(cfg):
+        problem = task.check(cfg)
+        if problem:
+            raise ConfigError(problem)
+    weights = dataclasses.asdict(cfg.loss)
+    if cfg.pretrain and not any(v > 0 for v in weights.values()):
+        raise ConfigError("every loss weight is 0: enable one of loss." + "/".join(weights)
                           + ", or set pretrain: false for a row trained from scratch (Table 1 rows 1-4)")
 
 
-def dump_yaml(cfg: dict) -> str:
-    """``cfg`` as YAML that load_config reads back to the same dict."""
-    return OmegaConf.to_yaml(OmegaConf.create(cfg))
+def dump_yaml(cfg) -> str:
+    """``cfg`` as YAML that load_config reads back to the same config."""
+    return OmegaConf.to_yaml(OmegaConf.create(to_dict(cfg)))
 
 
-def require_pretraining(cfg: dict, source: str | None = None) -> None:
+def require_pretraining(cfg, source: str | None = None) -> None:
     """What pretraining needs beyond a valid config (evaluation reads any config without them): a
     config that describes pretraining (not a row of the paper trained from scratch) and a shard set."""
-    if cfg["pretrain"]:
-        if not cfg["data"]["shards"]:
+    if cfg.pretrain:
+        if not cfg.data.shards:
             raise ConfigError("config key data.shards=None: a shard set folder or URL is required to pretrain, "
                               "e.g. data.shards=out/shards/ucf101")
         return
-    p, name = cfg["paper"], source or "this config"
-    what = f"Table {p['table']} row {p['row']}" if p["table"] else "pretrain: false"
+    p, name = cfg.paper, source or "this config"
+    what = f"Table {p.table} row {p.row}" if p.table else "pretrain: false"
     raise ConfigError(f"{name} is {what} (trained from scratch, no pretraining): run eval/finetune.py "
                       f"--config {name} --ckpt none")

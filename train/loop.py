@@ -16,17 +16,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from shards.augment import AugmentConfig, augment_pair
+from shards.augment import augment_pair
 from shards.errors import CstpError, RunFailed, one_line
 
 from . import ddp as D
 from .accel import to_format
 from .checkpoint import build_payload, checkpoint_name, prune, save_backbone, save_checkpoint
+from .config import to_dict
 from .guard import BadStepGuard, nonfinite_terms
 from .runlog import RunLog
-
-LABELS = ("rate", "rot1", "rot2", "overlap_s", "overlap_t")
-
 
 def seed_for(*parts) -> int:
     return zlib.crc32(json.dumps(parts).encode())
@@ -42,7 +40,7 @@ def grad_norm(params, clip: float) -> torch.Tensor:
 
 @dataclasses.dataclass
 class Trainer:
-    cfg: dict
+    cfg: object                     # train.config's Config
     model: torch.nn.Module          # the plain model: checkpoints and state come from it
     net: object                     # what runs the step: the model, DDP-wrapped and/or compiled
     opt: torch.optim.Optimizer
@@ -57,27 +55,24 @@ class Trainer:
     step: int = 0
 
     def __post_init__(self):
-        self.tcfg = self.cfg["train"]
-        self.aug = AugmentConfig(**self.cfg["augment"])
-        self.rotations = tuple(self.cfg["data"]["rotations"])
-        self.guard = BadStepGuard(self.model, self.tcfg["max_bad_steps"])
-        self.bf16 = self.device.type == "cuda" and bool(self.tcfg["bf16"])
+        self.tcfg = self.cfg.train
+        self.guard = BadStepGuard(self.model, self.tcfg.max_bad_steps)
+        self.bf16 = self.device.type == "cuda" and bool(self.tcfg.bf16)
 
     def train_step(self, batch: dict) -> tuple[dict[str, torch.Tensor], bool]:
         """One step; returns its metrics (device tensors) and whether it was applied."""
         dev = self.device
-        clips = {k: batch[k].to(dev, non_blocking=True) for k in ("clip1", "clip2")}
-        labels = {k: batch[k].to(dev, non_blocking=True) for k in LABELS}
-        gen = torch.Generator(device=dev).manual_seed(seed_for(self.tcfg["seed"], self.step, self.rank))
-        x1, x2 = augment_pair({**clips, "rot1": labels["rot1"], "rot2": labels["rot2"]}, self.aug, gen,
-                              rotations=self.rotations)
+        # the clips and the pair geometry every pretext task draws its labels from (train.pretext)
+        on_dev = {k: v.to(dev, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        gen = torch.Generator(device=dev).manual_seed(seed_for(self.tcfg.seed, self.step, self.rank))
+        x1, x2 = augment_pair(on_dev, self.cfg.augment, gen, rotations=self.cfg.data.pair.rotations)
         x1, x2 = to_format(x1, self.fmt), to_format(x2, self.fmt)
         self.guard.snapshot()
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
-            loss, parts, accs = self.net(x1, x2, labels)
+            loss, parts, accs = self.net(x1, x2, on_dev)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        norm = grad_norm(self.model.parameters(), self.cfg["optim"]["clip_grad"])
+        norm = grad_norm(self.model.parameters(), self.cfg.optim.clip_grad)
         terms = {"loss": loss, **{f"loss_{k}": v for k, v in parts.items()}, "grad_norm": norm}
         applied = self.guard.check(self.step + 1, terms)
         if applied:
@@ -94,9 +89,9 @@ class Trainer:
         if self.rank == 0:
             try:
                 payload = build_payload(step=self.step, model=self.model, optimizer=self.opt, scheduler=self.sched,
-                                        loader=self.loader, config=self.cfg)
+                                        loader=self.loader, config=to_dict(self.cfg))
                 save_checkpoint(self.out / checkpoint_name(self.step), payload)
-                prune(self.out, self.tcfg["keep_ckpts"])
+                prune(self.out, self.tcfg.keep_ckpts)
                 if final:
                     save_backbone(self.out / "backbone.pt", payload["backbone"], self.step)
             except RunFailed as exc:
@@ -126,7 +121,7 @@ class Trainer:
                         terms = {k: float(v.detach().float()) for k, v in metrics.items() if not k.startswith("acc_")}
                         self.log.event("bad_step", self.step, skipped=self.guard.bad, nonfinite=nonfinite_terms(terms))
                     bar.update(1)
-                    if self.step % self.tcfg["ckpt_every"] == 0 or last:
+                    if self.step % self.tcfg.ckpt_every == 0 or last:
                         self.save(final=last)
                     start = time.perf_counter()        # logging and saving are not the step's time
                     if self.step >= self.total:

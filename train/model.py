@@ -1,6 +1,7 @@
-"""The CSTP model: a backbone, a contrastive method and the pretext heads, with the paper's eq. 5
-loss as the authors sum it (main_byol.py): L = w_ctr L_ctr + w_s L_s + w_t L_t + w_p (L_p1 + L_p2)
-+ w_r (L_r1 + L_r2), each weight a ``loss.*`` key (0 switches the term off and drops its head)."""
+"""The CSTP model: a backbone, a contrastive method and the pretext heads (train.pretext), with the
+paper's eq. 5 loss as the authors sum it (main_byol.py): L = w_ctr L_ctr + sum over the pretext
+tasks of w_task L_task (a per-clip task's L summed over both clips), each weight a ``loss.<term>``
+key (0 switches the term off and drops its head)."""
 from __future__ import annotations
 
 import torch
@@ -9,28 +10,22 @@ import torch.nn as nn
 from .backbones import build_backbone
 from .heads import PretextHeads
 from .methods import build_method
-
-# the entries CSTPModel.forward returns (the log's loss_<name>, acc_<name>) -> their weight's key
-TERM_WEIGHTS = {"contrastive": "contrastive", "rate": "rate", "rotation": "rotation",
-                "overlap_s": "overlap_spatial", "overlap_t": "overlap_temporal"}
+from .pretext import enabled
 
 
-def total_loss(losses: dict, weights: dict) -> torch.Tensor:
-    """sum_k weights[TERM_WEIGHTS[k]] * losses[k] over the terms present."""
-    return sum(weights[TERM_WEIGHTS[k]] * v for k, v in losses.items())
+def total_loss(losses: dict, weights) -> torch.Tensor:
+    """sum_k weights.<k> * losses[k] over the terms present (the term's name is its weight's key)."""
+    return sum(getattr(weights, k) * v for k, v in losses.items())
 
 
 class CSTPModel(nn.Module):
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg):
         super().__init__()
-        m, l, d = cfg["model"], cfg["loss"], cfg["data"]
-        self.weights = l
-        backbone = build_backbone(m["backbone"], m["width"])
-        self.method = build_method(m["method"], backbone, **m["method_params"])
-        self.heads = PretextHeads(
-            backbone.feature_dim, len(d["rates"]), len(d["rotations"]), d["n_overlaps"], d["n_overlaps"],
-            rate=l["rate"] > 0, rotation=l["rotation"] > 0,
-            spatial=l["overlap_spatial"] > 0, temporal=l["overlap_temporal"] > 0)
+        m = cfg.model
+        self.weights = cfg.loss
+        backbone = build_backbone(m.backbone, m.width)
+        self.method = build_method(m.method, backbone, **m.method_params)
+        self.heads = PretextHeads(enabled(cfg), backbone, backbone.feature_dim, cfg)
 
     @property
     def backbone(self):

@@ -38,9 +38,9 @@ def _param_groups(model: torch.nn.Module, weight_decay: float):
 
 
 OPTIMIZERS = {
-    "sgd": lambda m, c, lr: torch.optim.SGD(_param_groups(m, c["weight_decay"]), lr=lr, momentum=c["momentum"]),
-    "adamw": lambda m, c, lr: torch.optim.AdamW(_param_groups(m, c["weight_decay"]), lr=lr),
-    "lars": lambda m, c, lr: LARS(_param_groups(m, c["weight_decay"]), lr=lr, momentum=c["momentum"]),
+    "sgd": lambda m, c, lr: torch.optim.SGD(_param_groups(m, c.weight_decay), lr=lr, momentum=c.momentum),
+    "adamw": lambda m, c, lr: torch.optim.AdamW(_param_groups(m, c.weight_decay), lr=lr),
+    "lars": lambda m, c, lr: LARS(_param_groups(m, c.weight_decay), lr=lr, momentum=c.momentum),
 }
 
 
@@ -57,8 +57,8 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def build_optimizer(model, optim_cfg: dict, global_batch: int, warmup_steps: int, total_steps: int):
-    lr = scaled_lr(optim_cfg["lr"], global_batch)
-    opt = OPTIMIZERS[optim_cfg["name"]](model, optim_cfg, lr)
+def build_optimizer(model, optim_cfg, global_batch: int, warmup_steps: int, total_steps: int):
+    lr = scaled_lr(optim_cfg.lr, global_batch)
+    opt = OPTIMIZERS[optim_cfg.name](model, optim_cfg, lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warmup_steps, total_steps))
     return opt, sched

@@ -48,20 +48,16 @@ def build_parser():
     return p
 
 
-def make_loader(cfg: dict, rank: int, world: int):
-    from shards.sampling import PairConfig, overlap_candidates
+def make_loader(cfg, rank: int, world: int):
     from shards.stream import PairLoader, StreamConfig
 
-    d = cfg["data"]
-    pair = PairConfig(clip_len=d["clip_len"], rates=tuple(d["rates"]), rotations=tuple(d["rotations"]),
-                      temporal_overlaps=overlap_candidates(d["n_overlaps"]),
-                      spatial_overlaps=overlap_candidates(d["n_overlaps"]), area_range=tuple(d["area_range"]))
-    split = None if str(d["split"]) == "all" else str(d["split"])
-    sc = StreamConfig(d["shards"], batch_size=d["batch_size"], split=split,
-                      seed=cfg["train"]["seed"], shuffle_buffer=d["shuffle_buffer"], out_size=(d["out_size"], d["out_size"]),
-                      pair=pair, skip_errors=d["skip_errors"], max_skip_fraction=d["max_skip_fraction"],
-                      io_timeout=d["io_timeout"], io_retries=d["io_retries"])
-    return PairLoader(sc, num_workers=d["num_workers"], rank=rank, world_size=world)
+    d = cfg.data
+    split = None if str(d.split) == "all" else str(d.split)
+    sc = StreamConfig(d.shards, batch_size=d.batch_size, split=split,
+                      seed=cfg.train.seed, shuffle_buffer=d.shuffle_buffer, out_size=(d.out_size, d.out_size),
+                      pair=d.pair, skip_errors=d.skip_errors, max_skip_fraction=d.max_skip_fraction,
+                      io_timeout=d.io_timeout, io_retries=d.io_retries)
+    return PairLoader(sc, num_workers=d.num_workers, rank=rank, world_size=world)
 
 
 def split_phrase(split) -> str:
@@ -70,11 +66,11 @@ def split_phrase(split) -> str:
     return f"the train part of split {split} (data.split={split}; data.split=all trains on every video)"
 
 
-def start_summary(cfg: dict, videos: int, steps_per_epoch: int, total: int, start: int, world: int,
+def start_summary(cfg, videos: int, steps_per_epoch: int, total: int, start: int, world: int,
                   device: torch.device, compiled: bool, channels_last: bool) -> str:
-    batch = cfg["data"]["batch_size"]
-    precision = "bf16 autocast" if device.type == "cuda" and cfg["train"]["bf16"] else "fp32"
-    return (f"training on {split_phrase(cfg['data']['split'])}: {videos} videos, "
+    batch = cfg.data.batch_size
+    precision = "bf16 autocast" if device.type == "cuda" and cfg.train.bf16 else "fp32"
+    return (f"training on {split_phrase(cfg.data.split)}: {videos} videos, "
             f"{steps_per_epoch * batch * world} pairs per epoch; {steps_per_epoch} steps per epoch, "
             f"{total} in total{f' (from step {start})' if start else ''}; world size {world}, "
             f"global batch {batch * world} ({world} x {batch}); device {device}, {precision}, "
@@ -104,30 +100,30 @@ def train(args) -> int:
         return 0
     require_pretraining(cfg, args.config)
     if args.out:
-        cfg["train"]["out"] = args.out
-    tcfg = cfg["train"]
-    out = Path(tcfg["out"])
+        cfg.train.out = args.out
+    tcfg = cfg.train
+    out = Path(tcfg.out)
     env_rank = int(os.environ.get("RANK", 0))          # before the process group: torchrun's variable
     prepare_run_folder(out, args.resume, args.overwrite, env_rank == 0, lambda m: say(m, env_rank))
 
     rank, world, _, device = D.init_from_env()
     setup_device(device)
-    torch.manual_seed(tcfg["seed"])
+    torch.manual_seed(tcfg.seed)
     loader = make_loader(cfg, rank, world)
     steps_per_epoch = len(loader)
-    total = steps_per_epoch * tcfg["epochs"]
-    if tcfg["max_steps"]:
-        total = min(total, int(tcfg["max_steps"]))
-    global_batch = cfg["data"]["batch_size"] * world
+    total = steps_per_epoch * tcfg.epochs
+    if tcfg.max_steps:
+        total = min(total, int(tcfg.max_steps))
+    global_batch = cfg.data.batch_size * world
 
     model = CSTPModel(cfg)
-    if world > 1 and cfg["model"]["sync_bn"]:
+    if world > 1 and cfg.model.sync_bn:
         model = convert_sync_bn(model, device)
-    channels_last = wanted(tcfg["channels_last"], device)
+    channels_last = wanted(tcfg.channels_last, device)
     fmt = memory_format(channels_last)
     model.to(device, memory_format=fmt)
-    opt, sched = build_optimizer(model, cfg["optim"], global_batch,
-                                 int(cfg["optim"]["warmup_epochs"] * steps_per_epoch), total)
+    opt, sched = build_optimizer(model, cfg.optim, global_batch,
+                                 int(cfg.optim.warmup_epochs * steps_per_epoch), total)
     step = 0
     found = resume_from(args, out, rank)
     if found:
@@ -141,14 +137,14 @@ def train(args) -> int:
         if rank == 0:
             print(f"resumed from {path} at step {step} (epoch {loader.epoch}, batch {loader.delivered})", flush=True)
     net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
-    compiled = wanted(tcfg["compile"], device)
+    compiled = wanted(tcfg.compile, device)
     net = maybe_compile(net, compiled, lambda m: say(m, rank))
 
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(dump_yaml(cfg))
-    log = RunLog(out, start_step=step, log_every=tcfg["log_every"], clips_per_step=2 * global_batch,
-                 tensorboard=tcfg["tensorboard"], enabled=rank == 0)
+    log = RunLog(out, start_step=step, log_every=tcfg.log_every, clips_per_step=2 * global_batch,
+                 tensorboard=tcfg.tensorboard, enabled=rank == 0)
     summary = start_summary(cfg, loader.epoch_summary()["videos_in_split"], steps_per_epoch, total, step, world,
                             device, compiled, channels_last)
     if rank == 0:

@@ -15,7 +15,7 @@ import inspect
 import re
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_type_hints
 
 import yaml
 
@@ -24,8 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 from shards.augment import AugmentConfig  # noqa: E402
 from shards.sampling import PairConfig  # noqa: E402
-from train import config as C  # noqa: E402
+from train import config_schema as S  # noqa: E402
 from train.methods import METHODS  # noqa: E402
+from train.pretext import TASKS  # noqa: E402
 
 ALL_RATES, ALL_ROTATIONS = list(PairConfig().rates), list(PairConfig().rotations)
 
@@ -56,7 +57,12 @@ class Row:
 
     @property
     def pretrain(self) -> bool:
-        return self.ctr or self.pb or self.rot or self.stor_s or self.stor_t
+        return self.ctr or any(self.tasks.values())
+
+    @property
+    def tasks(self) -> dict[str, bool]:
+        """Which pretext tasks (train.pretext) the row trains, by task name."""
+        return {"rate": self.pb, "rotation": self.rot, "overlap_spatial": self.stor_s, "overlap_temporal": self.stor_t}
 
 
 def _table1():
@@ -134,34 +140,23 @@ ROWS: list[Row] = [*_table1(), *_table2(), *_table3(), *_table4(), *_table5(), *
 
 
 def settings(r: Row) -> dict:
-    """What the row changes on the defaults, as the YAML file's sections."""
+    """What the row changes on the defaults, as the YAML file's sections (None: not written)."""
     rates = ALL_RATES if r.pb_aug else [1]
     rotations = ALL_ROTATIONS if r.rot_aug else [0]
-    out: dict = {}
+    paper = {"table": r.table, "row": r.row, "what": r.what, "ucf101": r.ucf101, "hmdb51": r.hmdb51}
     if not r.pretrain:
-        out["pretrain"] = False
-    out["paper"] = {"table": r.table, "row": r.row, "what": r.what, "ucf101": r.ucf101, "hmdb51": r.hmdb51}
-    if not r.pretrain:
-        out["finetune"] = {"rates": rates, "rotations": rotations}
-        return out
-    data = {"split": "1", "rates": rates, "rotations": rotations}
-    if r.n_overlaps:
-        data["n_overlaps"] = r.n_overlaps
-    if r.dataset == "k400":
-        # the authors: 128 clips in all over 8 GPUs at lr 0.09, i.e. 0.18 per 256
-        data.update(batch_size=16, num_workers=8)
-    out["data"] = data
+        return {"pretrain": False, "paper": paper, "finetune": {"rates": rates, "rotations": rotations}}
+    k400 = r.dataset == "k400"
+    n = {"n_spatial_overlaps": r.n_overlaps, "n_temporal_overlaps": r.n_overlaps} if r.n_overlaps else {}
+    # the authors on Kinetics: 128 clips in all over 8 GPUs at lr 0.09, i.e. 0.18 per 256
+    big = {"batch_size": 16, "num_workers": 8} if k400 else {}
     model = {k: v for k, v, default in (("backbone", r.backbone, "r21d_10"), ("method", r.method, "byol")) if v != default}
-    if model:
-        out["model"] = model
-    w = C.LossSection()
-    out["loss"] = {"contrastive": w.contrastive if r.ctr else 0.0, "rate": 1.0 if r.pb else 0.0,
-                   "rotation": 1.0 if r.rot else 0.0, "overlap_spatial": 1.0 if r.stor_s else 0.0,
-                   "overlap_temporal": 1.0 if r.stor_t else 0.0}
-    if r.dataset == "k400":
-        out["optim"] = {"lr": 0.18}
-    out["train"] = {"out": f"runs/{Path(r.path).stem}"}
-    return out
+    ctr = S.config_class()().loss.contrastive
+    loss = {"contrastive": ctr if r.ctr else 0.0, **{k: t.weight if r.tasks.get(k) else 0.0 for k, t in TASKS.items()}}
+    out = {"paper": paper, "data": {"split": "1", "rates": rates, "rotations": rotations, **n, **big},
+           "model": model or None, "loss": loss, "optim": {"lr": 0.18} if k400 else None,
+           "train": {"out": f"runs/{Path(r.path).stem}"}}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def render_config(r: Row) -> str:
@@ -212,26 +207,34 @@ def _type_text(t) -> str:
     return t.__name__ if isinstance(t, type) else str(t).replace("typing.", "")
 
 
-def key_reference() -> str:
-    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+def _allowed(rule) -> str:
+    return rule.allowed.replace("|", "\\|") if rule else ""
 
-    def section(cls, prefix: str, fallback: str = ""):
-        hints = C.get_type_hints(cls)
+
+def key_reference() -> str:
+    lines = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+
+    def section(cls, prefix: str, rules: dict | None = None):
+        hints = get_type_hints(cls)
         for f in dataclasses.fields(cls):
             t, default = hints[f.name], getattr(cls(), f.name)
             if dataclasses.is_dataclass(t):
-                section(t, f"{prefix}{f.name}.", f"see `shards.{t.__module__.split('.')[-1]}.{t.__name__}`"
-                        if t is AugmentConfig else "")
+                section(t, f"{prefix}{f.name}.", S.AUGMENT_RULES if t is AugmentConfig else None)
                 continue
-            lines.append(f"| `{prefix}{f.name}` | {_type_text(t)} | {_default_text(default)} | "
-                         f"{field_doc(cls, f) or fallback} |")
+            rule = rules.get(f.name) if rules is not None else f.metadata.get("rule")
+            lines.append(f"| `{prefix}{f.name}` | {_type_text(t)} | {_default_text(default)} | {_allowed(rule)} | "
+                         f"{field_doc(cls, f)} |")
 
-    section(C.Config, "")
+    section(S.config_class(), "")
     for name in sorted(METHODS):
         cls = METHODS[name].Params
         for f in dataclasses.fields(cls):
-            lines.append(f"| `model.method_params.{f.name}` ({name}) | {_type_text(C.get_type_hints(cls)[f.name])} | "
-                         f"{_default_text(getattr(cls(), f.name))} | {field_doc(cls, f)} |")
+            t = get_type_hints(cls)[f.name]
+            # train.config.method_params: every number is a size, a temperature or an EMA rate
+            numeric = t in (int, float, Optional[int], Optional[float])
+            allowed = "" if not numeric else "in (0, 1]" if "momentum" in f.name else "> 0"
+            lines.append(f"| `model.method_params.{f.name}` ({name}) | {_type_text(t)} | "
+                         f"{_default_text(getattr(cls(), f.name))} | {allowed} | {field_doc(cls, f)} |")
     return "\n".join(lines)
 
 

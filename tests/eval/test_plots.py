@@ -48,9 +48,20 @@ def test_chance_levels_come_from_the_runs_config(tiny_run):
     cfg = yaml.safe_load((tiny_run / "config.yaml").read_text())
     d = cfg["data"]
     assert chance_levels(cfg) == {"rate": 1 / len(d["rates"]), "rotation": 1 / len(d["rotations"]),
-                                  "overlap_s": 1 / d["n_overlaps"], "overlap_t": 1 / d["n_overlaps"]}
-    assert chance_levels({"data": {"rates": [1, 2, 4, 8], "rotations": [0, 90], "n_overlaps": 5}}) == {
-        "rate": 0.25, "rotation": 0.5, "overlap_s": 0.2, "overlap_t": 0.2}
+                                  "overlap_spatial": 1 / d["n_spatial_overlaps"],
+                                  "overlap_temporal": 1 / d["n_temporal_overlaps"]}
+    off = {**cfg, "loss": {**cfg["loss"], "rotation": 0.0}}
+    assert "rotation" not in chance_levels(off)          # a head the run did not train has no chance line
+
+
+def test_a_run_of_an_earlier_version_reads_under_todays_names(tmp_path):
+    # before the pretext registry: data.n_overlaps for both overlaps, log terms overlap_s / overlap_t
+    old = {"data": {"rates": [1, 2, 4, 8], "rotations": [0, 90], "n_overlaps": 5}}
+    assert chance_levels(old) == {"rate": 0.25, "rotation": 0.5, "overlap_spatial": 0.2, "overlap_temporal": 0.2}
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1, "loss": 2.0, "loss_overlap_s": 1.6, "acc_overlap_t": 0.25, "acc_rate": 0.5}\n')
+    assert read_log(log) == [{"step": 1, "loss": 2.0, "loss_overlap_spatial": 1.6, "acc_overlap_temporal": 0.25,
+                              "acc_rate": 0.5}]
 
 
 def test_event_records_and_a_half_written_line_are_left_out(tmp_path):

@@ -10,7 +10,7 @@ from shards.errors import RunFailed
 from tests.conftest import ROOT
 from train.checkpoint import (KEYS, CheckpointError, build_payload, checkpoint_name, export_backbone, find_resume,
                               load_checkpoint, remove_temporaries, save_backbone, save_checkpoint)
-from train.config import load_config
+from train.config import load_config, to_dict
 from train.model import CSTPModel
 from train.optim import build_optimizer
 
@@ -28,8 +28,8 @@ def payload(step=3):
     cfg = load_config(TINY, ["data.shards=x"])
     torch.manual_seed(0)
     model = CSTPModel(cfg)
-    opt, sched = build_optimizer(model, cfg["optim"], 8, 1, 10)
-    return model, build_payload(step=step, model=model, optimizer=opt, scheduler=sched, loader=_Loader(), config=cfg)
+    opt, sched = build_optimizer(model, cfg.optim, 8, 1, 10)
+    return model, build_payload(step=step, model=model, optimizer=opt, scheduler=sched, loader=_Loader(), config=to_dict(cfg))
 
 
 def test_payload_holds_the_contract_and_round_trips(tmp_path):

@@ -12,7 +12,8 @@ from shards.augment import AugmentConfig
 from shards.errors import InputError
 from shards.sampling import PairConfig
 from tests.conftest import ROOT
-from train.config import ConfigError, dump_yaml, load_config, require_pretraining
+from train.config import ConfigError, config_from_dict, dump_yaml, load_config, require_pretraining, to_dict
+from train.config_schema import AUGMENT_RULES
 from train.pretrain import main as pretrain
 
 CONFIGS = sorted(p.relative_to(ROOT) for p in (ROOT / "configs").rglob("*.yaml"))
@@ -27,12 +28,12 @@ def err(*overrides: str, path: str | None = None) -> str:
 
 
 def test_lr_written_1e_4_is_the_number():
-    assert load_config(None, ["data.shards=x", "optim.lr=1e-4"])["optim"]["lr"] == 1e-4
+    assert load_config(None, ["data.shards=x", "optim.lr=1e-4"]).optim.lr == 1e-4
 
 
 def test_lr_written_1e_4_in_a_yaml_file_is_the_number(tmp_path):
     (tmp_path / "c.yaml").write_text("optim: {lr: 1e-4}\n")
-    assert load_config(str(tmp_path / "c.yaml"), ["data.shards=x"])["optim"]["lr"] == 1e-4
+    assert load_config(str(tmp_path / "c.yaml"), ["data.shards=x"]).optim.lr == 1e-4
 
 
 @pytest.mark.parametrize("override, needles", [
@@ -69,19 +70,62 @@ def test_a_bad_key_in_a_file_names_the_file(tmp_path):
 def test_yaml_and_overrides_deep_merge_on_the_defaults(tmp_path):
     (tmp_path / "c.yaml").write_text("data: {batch_size: 3}\nmodel: {method_params: {proj_dim: 64}}\n")
     cfg = load_config(str(tmp_path / "c.yaml"), ["data.shards=x", "model.method_params.momentum=0.99"])
-    assert cfg["data"]["batch_size"] == 3 and cfg["data"]["clip_len"] == PairConfig().clip_len
-    assert cfg["model"]["method_params"]["proj_dim"] == 64 and cfg["model"]["method_params"]["momentum"] == 0.99
-    assert cfg["model"]["method_params"]["hidden_dim"] == 4096
+    assert cfg.data.batch_size == 3 and cfg.data.clip_len == PairConfig().clip_len
+    assert cfg.model.method_params["proj_dim"] == 64 and cfg.model.method_params["momentum"] == 0.99
+    assert cfg.model.method_params["hidden_dim"] == 4096
 
 
-def test_augment_section_is_augment_config_and_pair_defaults_come_from_pair_config():
+def test_the_augment_and_pair_configs_are_built_from_the_config_with_their_own_defaults():
     cfg = load_config(None, ["data.shards=x"])
-    as_read = AugmentConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg["augment"].items()})
-    assert as_read == AugmentConfig()      # every field a key, with AugmentConfig's own default
-    p = PairConfig()
-    d = cfg["data"]
-    assert (d["clip_len"], tuple(d["rates"]), tuple(d["rotations"]), tuple(d["area_range"]), d["n_overlaps"]) == \
-        (p.clip_len, p.rates, p.rotations, p.area_range, len(p.temporal_overlaps))
+    assert isinstance(cfg.augment, AugmentConfig) and cfg.augment == AugmentConfig()   # every field a key
+    assert cfg.data.pair == PairConfig() and cfg.data.pair is cfg.data.pair            # built once
+    cfg = load_config(None, ["data.shards=x", "data.aspect_range=[0.5,2]", "data.n_spatial_overlaps=3",
+                             "data.n_temporal_overlaps=4", "augment.mean=[0.5,0.5,0.5]", "augment.std=[0.25,0.25,0.25]"])
+    assert cfg.data.pair.aspect_range == (0.5, 2.0) and cfg.data.pair.spatial_overlaps == (0.333333, 0.666667, 1.0)
+    assert cfg.data.pair.temporal_overlaps == (0.25, 0.5, 0.75, 1.0)
+    assert tuple(cfg.augment.mean) == (0.5,) * 3 and tuple(cfg.augment.std) == (0.25,) * 3
+
+
+# augment.<key>: a value out of its range, and what the one line must say is allowed
+AUGMENT_BAD = {"p_base": (1.5, "[0, 1]"), "p_jitter": (-0.1, "[0, 1]"), "p_gray": (2, "[0, 1]"), "p_blur": (1.01, "[0, 1]"),
+               "p_rotate": (-1, "[0, 1]"), "p_flip": (1.5, "[0, 1]"), "brightness": (1.5, "in [0, 1]"),
+               "contrast": (-0.2, "in [0, 1]"), "saturation": (3, "in [0, 1]"), "hue": (0.6, "in [0, 0.5]"),
+               "blur_sigma": ("[2.0,0.1]", "0 < lo <= hi"), "max_degrees": (200, "in [0, 180]"),
+               "mean": ("[0.5,0.5,1.5]", "three channel means in [0, 1]"), "std": ("[0.2,0.0,0.2]", "three channel standard deviations")}
+DATA_BAD = {"aspect_range": ("[0,1]", "0 < lo <= hi"), "area_range": ("[0.5,1.5]", "hi <= 1"),
+            "n_spatial_overlaps": (1, "2..16"), "n_temporal_overlaps": (17, "2..16"), "rates": ("[0]", "positive"),
+            "rotations": ("[45]", "multiples of 90"), "clip_len": (1, ">= 2"), "out_size": (0, ">= 1")}
+
+
+def test_every_augmentation_key_has_a_range():
+    keys = {k for k, v in AugmentConfig.__dataclass_fields__.items() if v.type not in (bool, "bool")}
+    assert keys == set(AUGMENT_RULES) == set(AUGMENT_BAD)
+
+
+@pytest.mark.parametrize("section, key, value, allowed",
+                         [("augment", k, v, a) for k, (v, a) in AUGMENT_BAD.items()]
+                         + [("data", k, v, a) for k, (v, a) in DATA_BAD.items()])
+def test_an_augmentation_value_out_of_range_fails_at_load_with_one_line(section, key, value, allowed):
+    msg = err(f"{section}.{key}={value}")
+    assert f"{section}.{key}=" in msg and allowed in msg, msg
+
+
+def test_a_tuple_of_the_wrong_length_names_the_key_and_the_type():
+    msg = err("augment.mean=[0.5,0.5]")
+    assert "augment.mean=[0.5, 0.5]" in msg and "tuple[float, float, float]" in msg, msg
+
+
+def test_more_temporal_candidates_than_a_clip_can_tell_apart_fail_at_load():
+    assert "temporal overlaps" in err("data.clip_len=4", "data.n_temporal_overlaps=6")
+
+
+def test_a_config_of_an_earlier_version_reads_with_its_keys_upgraded():
+    old = {"data": {"n_overlaps": 3, "rates": [1, 2]}, "loss": {"rate": 0.5}}
+    cfg = config_from_dict(old)
+    assert (cfg.data.n_spatial_overlaps, cfg.data.n_temporal_overlaps, cfg.loss.rate) == (3, 3, 0.5)
+    assert old["data"] == {"n_overlaps": 3, "rates": [1, 2]}         # the caller's dict is left as it was
+    with pytest.raises(ConfigError, match="unknown config key 'data.n_overlaps'"):
+        load_config(None, ["data.n_overlaps=3"])                       # a user's config must use today's keys
 
 
 def test_every_loss_off_is_pretrain_false_or_an_error_that_says_so():
@@ -114,7 +158,7 @@ def test_dump_yaml_reads_back_to_the_same_config(tmp_path):
 def test_every_config_passes_print_config(path, capsys):
     assert pretrain(["--print-config", "--config", str(ROOT / path), "data.shards=x"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed == load_config(str(ROOT / path), ["data.shards=x"])
+    assert printed == to_dict(load_config(str(ROOT / path), ["data.shards=x"]))
 
 
 def test_a_bad_value_exits_2_with_one_line_and_no_traceback():

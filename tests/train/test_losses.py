@@ -7,9 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from train.backbones import build_backbone
+from train.config import load_config
 from train.heads import PretextHeads
 from train.losses import byol_loss, info_nce, negative_cosine, nt_xent
 from train.methods import BYOL, build_method, ema_
+from train.pretext import TASKS, enabled
 
 
 def brute_nt_xent(z1, z2, t):
@@ -100,13 +102,17 @@ def test_ema_rule():
     assert torch.allclose(a.weight, 0.75 * wa + 0.25 * b.weight)
 
 
-def identity_heads(**kw) -> PretextHeads:
-    """Heads whose MLPs pass a non-negative input through (eval mode, identity weights, fresh BN)."""
-    heads = PretextHeads(dim=4, n_rates=4, n_rotations=4, n_spatial=4, n_temporal=4, **kw).eval()
+FOUR = ["data.shards=x", "data.rates=[1,2,4,8]", "data.n_spatial_overlaps=4", "data.n_temporal_overlaps=4"]
+
+
+def identity_heads(*overrides: str) -> PretextHeads:
+    """Heads whose per-clip MLPs pass a non-negative input through (eval mode, identity weights, fresh BN)."""
+    cfg = load_config(None, [*FOUR, *overrides])
+    heads = PretextHeads(enabled(cfg), torch.nn.Identity(), 4, cfg).eval()
     with torch.no_grad():
-        for net in (heads.rate, heads.rotation):
-            if net is not None:
-                for lin in (net[0], net[3]):
+        for name in ("rate", "rotation"):
+            if name in heads:
+                for lin in (heads[name][0], heads[name][3]):
                     lin.weight.copy_(torch.eye(4))
                     lin.bias.zero_()
     return heads
@@ -125,9 +131,9 @@ def test_heads_take_each_label_from_its_own_clip():
     assert swapped["rotation"] < 1.0
     h = F.one_hot(batch["rate"], 4).float() * 10
     assert heads(h, h, batch)[1]["rate"] == 1.0
-    off = identity_heads(rate=False, spatial=False)
+    off = identity_heads("loss.rate=0", "loss.overlap_spatial=0")
     losses, _ = off(h1, h2, batch)
-    assert set(losses) == {"rotation", "overlap_t"}
+    assert set(losses) == {"rotation", "overlap_temporal"}
 
 
 def test_per_clip_terms_are_summed_over_the_two_clips_as_the_authors_sum_them():
@@ -137,8 +143,34 @@ def test_per_clip_terms_are_summed_over_the_two_clips_as_the_authors_sum_them():
     batch = {k: torch.randint(0, 4, (5,), generator=g) for k in ("rate", "rot1", "rot2", "overlap_s", "overlap_t")}
     losses, _ = heads(h1, h2, batch)
     with torch.no_grad():
-        rot = F.cross_entropy(heads.rotation(h1), batch["rot1"]) + F.cross_entropy(heads.rotation(h2), batch["rot2"])
-        rate = F.cross_entropy(heads.rate(h1), batch["rate"]) + F.cross_entropy(heads.rate(h2), batch["rate"])
-        spa = F.cross_entropy(heads.spatial(torch.cat([h1, h2], 1)), batch["overlap_s"])
+        rot = F.cross_entropy(heads["rotation"](h1), batch["rot1"]) + F.cross_entropy(heads["rotation"](h2), batch["rot2"])
+        rate = F.cross_entropy(heads["rate"](h1), batch["rate"]) + F.cross_entropy(heads["rate"](h2), batch["rate"])
+        pair = torch.cat([h1, h2], 1)
+        spa = F.cross_entropy(heads["overlap_spatial"](pair), batch["overlap_s"])
+        tem = F.cross_entropy(heads["overlap_temporal"](pair), batch["overlap_t"])
     assert torch.isclose(losses["rotation"], rot) and torch.isclose(losses["rate"], rate)
-    assert torch.isclose(losses["overlap_s"], spa)
+    assert torch.isclose(losses["overlap_spatial"], spa) and torch.isclose(losses["overlap_temporal"], tem)
+
+
+class WithHead(torch.nn.Module):
+    """A backbone that brings its own pretext head (train.backbones: make_head)."""
+
+    def make_head(self, in_dim: int, n_classes: int) -> torch.nn.Module:
+        return torch.nn.Linear(in_dim, n_classes, bias=False)
+
+
+def test_a_backbones_own_head_is_used_and_sized_per_task():
+    cfg = load_config(None, FOUR)
+    heads = PretextHeads(enabled(cfg), WithHead(), 6, cfg)
+    sizes = {k: (h.in_features, h.out_features) for k, h in heads.items()}
+    assert sizes == {"overlap_spatial": (12, 4), "overlap_temporal": (12, 4), "rate": (6, 4), "rotation": (6, 4)}
+    mlp = PretextHeads(enabled(cfg), torch.nn.Identity(), 6, cfg)       # no make_head: the authors' MLP
+    assert isinstance(mlp["rate"], torch.nn.Sequential) and mlp["overlap_temporal"][0].in_features == 12
+
+
+def test_each_task_sizes_its_head_from_the_config_and_has_chance_one_over_its_classes():
+    cfg = load_config(None, ["data.shards=x", "data.rates=[1,2,4]", "data.rotations=[0,180]",
+                             "data.n_spatial_overlaps=3", "data.n_temporal_overlaps=6"])
+    n = {k: t.n_classes(cfg) for k, t in TASKS.items()}
+    assert n == {"rate": 3, "rotation": 2, "overlap_spatial": 3, "overlap_temporal": 6}
+    assert {k: t.chance(cfg) for k, t in TASKS.items()} == {k: 1 / v for k, v in n.items()}

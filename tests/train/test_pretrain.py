@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.servers import free_port
 from train.checkpoint import KEYS, list_checkpoints, load_checkpoint, nonfinite_tensors
-from train.config import ConfigError, load_config
+from train.config import ConfigError, load_config, to_dict
 from train.pretrain import main as pretrain
 from train.pretrain import split_phrase
 
@@ -51,8 +51,9 @@ def test_a_run_logs_every_term_and_writes_the_checkpoint_contract(real_ucf_shard
     recs = records(out)
     steps = [r for r in recs if "event" not in r]
     assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
-    for k in ("loss_contrastive", "loss_rate", "loss_rotation", "loss_overlap_s", "loss_overlap_t", "grad_norm",
-              "acc_rate", "acc_rotation", "acc_overlap_s", "acc_overlap_t", "lr", "clips_per_s", "data_wait", "time"):
+    for k in ("loss_contrastive", "loss_rate", "loss_rotation", "loss_overlap_spatial", "loss_overlap_temporal",
+              "grad_norm", "acc_rate", "acc_rotation", "acc_overlap_spatial", "acc_overlap_temporal", "lr",
+              "clips_per_s", "data_wait", "time"):
         assert k in steps[0]
     assert all(0 <= r["data_wait"] <= 1 and r["clips_per_s"] > 0 for r in steps)
     events = {r["event"]: r for r in recs if "event" in r}
@@ -61,7 +62,7 @@ def test_a_run_logs_every_term_and_writes_the_checkpoint_contract(real_ucf_shard
     assert events["end"]["steps_excluded"] == 1 and events["end"]["steady_clips_per_s"] > 0
     ck = load_checkpoint(out / "ckpt-00000006.pt")
     assert tuple(ck) == KEYS and ck["step"] == 6 and ck["config"]["model"]["backbone"] == "r21d_10"
-    assert load_config(str(out / "config.yaml"), []) == ck["config"]
+    assert to_dict(load_config(str(out / "config.yaml"), [])) == ck["config"]
     assert (out / "backbone.pt").is_file()
     assert not list(out.glob(".*tmp*"))
 
