@@ -23,7 +23,7 @@ from shards.augment import AugmentConfig
 from shards.errors import InputError, one_line
 from shards.sampling import PairConfig, overlap_candidates
 
-from .backbones import BACKBONES
+from .backbones import BACKBONES, INITS
 from .methods import METHODS
 from .optim import OPTIMIZERS
 
@@ -99,6 +99,8 @@ class DataSection:
 class ModelSection:
     backbone: str = opt("r21d_10", "backbone name", registry("backbone", BACKBONES))
     width: float = opt(1.0, "channel multiplier (0.125: the tiny CPU variants)", Rule("in (0, 4]", lambda v: 0 < v <= 4))
+    init: str = opt("authors", "weight initialisation: authors (their glorot-uniform weights, batch-norm scales "
+                               "included) or pytorch (each layer's default)", registry("init", INITS))
     method: str = opt("byol", "contrastive method", registry("method", METHODS))
     method_params: Dict[str, Any] = opt({}, "parameters of model.method (below); unset ones take its defaults")
     sync_bn: bool = opt(True, "batch norm statistics over every rank")
@@ -226,7 +228,8 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> dict:
             raise ConfigError(f"override {o!r} is not of the form section.key=value")
         cfg = _merge(cfg, OmegaConf.from_dotlist([o]), "", fallback_key=o.split("=", 1)[0])
     out = _plain(OmegaConf.to_container(cfg, resolve=True))
-    out["model"]["method_params"] = method_params(out["model"]["method"], out["model"]["method_params"])
+    m = out["model"]
+    m["method_params"] = method_params(m["method"], m["method_params"], m["backbone"])
     validate(out)
     return out
 
@@ -238,12 +241,15 @@ def _plain(v):
     return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
 
 
-def method_params(method: str, given: dict) -> dict:
-    """``given`` deep-merged on the defaults of ``method``'s parameter dataclass, checked."""
+def method_params(method: str, given: dict, backbone: str | None = None) -> dict:
+    """``given`` deep-merged on the defaults of ``method``'s parameter dataclass, with the sizes the
+    authors use with ``backbone`` in between (its ``METHOD_DEFAULTS``), checked."""
     if method not in METHODS:
         raise ConfigError(f"model.method: unknown method {method!r}; valid: {sorted(METHODS)}")
     schema = METHODS[method].Params
-    merged = _merge(OmegaConf.structured(schema), OmegaConf.create(given), f"method {method}: ", "model.method_params.",
+    authors = BACKBONES[backbone].METHOD_DEFAULTS.get(method, {}) if backbone in BACKBONES else {}
+    defaults = OmegaConf.merge(OmegaConf.structured(schema), authors)
+    merged = _merge(defaults, OmegaConf.create(given), f"method {method}: ", "model.method_params.",
                     schema=schema)
     params = OmegaConf.to_container(merged)
     for k, v in params.items():

@@ -25,7 +25,7 @@ class CSTPModel(nn.Module):
         super().__init__()
         m, l, d = cfg["model"], cfg["loss"], cfg["data"]
         self.weights = l
-        backbone = build_backbone(m["backbone"], m["width"])
+        backbone = build_backbone(m["backbone"], m["width"], m.get("init", "authors"))    # older configs lack init
         self.method = build_method(m["method"], backbone, **m["method_params"])
         self.heads = PretextHeads(
             backbone.feature_dim, len(d["rates"]), len(d["rotations"]), d["n_overlaps"], d["n_overlaps"],
