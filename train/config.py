@@ -97,7 +97,8 @@ class DataSection:
 
 @dataclass
 class ModelSection:
-    backbone: str = opt("r21d_10", "backbone name", registry("backbone", BACKBONES))
+    backbone: str = opt("r21d_10", "backbone name (r2plus1d_18: torchvision's R(2+1)D-18, not one of the paper's)",
+                        registry("backbone", BACKBONES))
     width: float = opt(1.0, "channel multiplier (0.125: the tiny CPU variants)", Rule("in (0, 4]", lambda v: 0 < v <= 4))
     init: str = opt("authors", "weight initialisation: authors (their glorot-uniform weights, batch-norm scales "
                                "included) or pytorch (each layer's default)", registry("init", INITS))
