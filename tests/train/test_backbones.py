@@ -140,3 +140,11 @@ def test_model_init_key_reaches_the_backbone_projector_and_heads():
         model = CSTPModel(load_config(TINY, [*base, f"model.init={init}"]))
         assert bool((_bn_scales(model.backbone) == 1).all()) is ones
         assert bool((_bn_scales(model.method.projector) == 1).all()) is ones
+
+
+def test_s3dg_batch_norm_is_pytorchs_default_as_theirs_and_gates_each_branch():
+    bb = build_backbone("s3dg", 0.125, "pytorch")
+    norms = [m for m in bb.modules() if isinstance(m, nn.BatchNorm3d)]
+    assert norms and all((m.eps, m.momentum) == (1e-5, 0.1) for m in norms)    # not TensorFlow's 1e-3 / 0.001
+    gates = [m.fc for m in bb.modules() if type(m).__name__ == "SelfGating"]
+    assert len(gates) == 4 * 9                  # four branches in each of the nine Inception blocks

@@ -38,10 +38,11 @@ class ResBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, down: bool):
         super().__init__()
         s = 2 if down else 1
-        self.conv1 = nn.Sequential(FactorisedConv3d(c_in, c_out, 3, s, 1), nn.BatchNorm3d(c_out), nn.ReLU(inplace=True))
-        self.conv2 = nn.Sequential(FactorisedConv3d(c_out, c_out, 3, 1, 1), nn.BatchNorm3d(c_out))
+        # the shortcut first: parameters in the authors' order, so their weights load by position
         self.shortcut = (nn.Sequential(FactorisedConv3d(c_in, c_out, 1, 2), nn.BatchNorm3d(c_out))
                          if down else nn.Identity())
+        self.conv1 = nn.Sequential(FactorisedConv3d(c_in, c_out, 3, s, 1), nn.BatchNorm3d(c_out), nn.ReLU(inplace=True))
+        self.conv2 = nn.Sequential(FactorisedConv3d(c_out, c_out, 3, 1, 1), nn.BatchNorm3d(c_out))
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
