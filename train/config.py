@@ -23,6 +23,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from shards.errors import InputError, one_line
 
+from .backbones import BACKBONES
 from .config_schema import AUGMENT_RULES, LEGACY_KEYS, config_class
 from .methods import METHODS
 from .pretext import enabled
@@ -81,7 +82,7 @@ def _load_yaml(path: str):
 def _finish(cfg):
     """The merged DictConfig as a checked Config."""
     model = cfg.model
-    model.method_params = method_params(model.method, OmegaConf.to_container(model.method_params))
+    model.method_params = method_params(model.method, OmegaConf.to_container(model.method_params), model.backbone)
     out = OmegaConf.to_object(cfg)
     validate(out)
     return out
@@ -127,12 +128,15 @@ def _plain(v):
     return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
 
 
-def method_params(method: str, given: dict) -> dict:
-    """``given`` deep-merged on the defaults of ``method``'s parameter dataclass, checked."""
+def method_params(method: str, given: dict, backbone: str | None = None) -> dict:
+    """``given`` deep-merged on the defaults of ``method``'s parameter dataclass, with the sizes the
+    authors use with ``backbone`` in between (its ``METHOD_DEFAULTS``), checked."""
     if method not in METHODS:
         raise ConfigError(f"model.method: unknown method {method!r}; valid: {sorted(METHODS)}")
     schema = METHODS[method].Params
-    merged = _merge(OmegaConf.structured(schema), OmegaConf.create(given), f"method {method}: ", "model.method_params.",
+    authors = BACKBONES[backbone].METHOD_DEFAULTS.get(method, {}) if backbone in BACKBONES else {}
+    defaults = OmegaConf.merge(OmegaConf.structured(schema), authors)
+    merged = _merge(defaults, OmegaConf.create(given), f"method {method}: ", "model.method_params.",
                     schema=schema)
     params = OmegaConf.to_container(merged)
     for k, v in params.items():

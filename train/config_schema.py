@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 from shards.augment import AugmentConfig
 from shards.sampling import PairConfig, overlap_candidates
 
-from .backbones import BACKBONES
+from .backbones import BACKBONES, INITS
 from .methods import METHODS
 from .optim import OPTIMIZERS
 from .pretext import TASKS
@@ -128,7 +128,10 @@ LEGACY_KEYS = {"data.n_overlaps": ("data.n_spatial_overlaps", "data.n_temporal_o
 
 @dataclass
 class ModelSection:
-    backbone: str = opt("r21d_10", "backbone name", registry("backbone", BACKBONES))
+    backbone: str = opt("r21d_10", "backbone name (r2plus1d_18: torchvision's R(2+1)D-18, not one of the paper's)",
+                        registry("backbone", BACKBONES))
+    init: str = opt("authors", "weight initialisation: authors (their glorot-uniform weights, batch-norm scales "
+                               "included) or pytorch (each layer's default)", registry("init", INITS))
     width: float = opt(1.0, "channel multiplier (0.125: the tiny CPU variants)", Rule("in (0, 4]", lambda v: 0 < v <= 4))
     method: str = opt("byol", "contrastive method", registry("method", METHODS))
     method_params: Dict[str, Any] = opt({}, "parameters of model.method (below); unset ones take its defaults")

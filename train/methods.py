@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import ddp as D
-from .backbones import Backbone
+from .backbones import Backbone, initialise
 from .losses import byol_loss, info_nce, negative_cosine, nt_xent
 
 METHODS: dict[str, type["Method"]] = {}
@@ -41,11 +41,11 @@ def build_method(name: str, backbone: Backbone, **params) -> "Method":
     return cls(backbone, cls.Params(**params))
 
 
-def mlp(dims: list[int], bn_last: bool = False) -> nn.Sequential:
+def mlp(dims: list[int], bn_last: bool = False, hidden_bias: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(len(dims) - 1):
         last = i == len(dims) - 2
-        layers.append(nn.Linear(dims[i], dims[i + 1], bias=last and not bn_last))
+        layers.append(nn.Linear(dims[i], dims[i + 1], bias=(last and not bn_last) or (not last and hidden_bias)))
         if not last:
             layers += [nn.BatchNorm1d(dims[i + 1]), nn.ReLU(inplace=True)]
         elif bn_last:
@@ -159,10 +159,10 @@ class MoCo(Method):
 
 
 @dataclasses.dataclass
-class BYOLParams:
-    proj_dim: int = 512                 # projector output width (the authors' R(2+1)D: 512)
+class BYOLParams:   # the authors' R(2+1)D sizes; other backbones' are in their METHOD_DEFAULTS (train.backbones)
+    proj_dim: Optional[int] = 512       # projector output width; null: no projector (the authors' C3D, R3D-18)
     hidden_dim: Optional[int] = 4096    # projector hidden width (the authors': 4096); null: the feature width
-    pred_hidden_dim: Optional[int] = None   # predictor hidden width; null: hidden_dim (the authors: both 4096)
+    pred_hidden_dim: Optional[int] = None   # predictor hidden width; null: hidden_dim (the authors: 4096)
     momentum: float = 0.996             # EMA rate of the target network (the authors keep it constant)
     momentum_cosine: bool = False       # raise the rate from momentum to 1 on a cosine schedule (BYOL paper)
 
@@ -170,13 +170,18 @@ class BYOLParams:
 @register("byol", BYOLParams)
 class BYOL(Method):
     """BYOL as the CSTP authors train it: projector and predictor 512-4096-512 on R(2+1)D's 512-d
-    feature, a target network (backbone + projector) following the online one by EMA at a constant
-    rate, and the regression loss summed over both directions (their ``_cal_loss``)."""
+    feature (no projector with C3D and R3D-18: the predictor works on the feature itself), a target
+    network (backbone + projector) following the online one by EMA at a constant rate, and the
+    regression loss summed over both directions (their ``_cal_loss``)."""
 
     def __init__(self, backbone, p: BYOLParams):
         super().__init__(backbone, p)
-        self.projector = mlp([self.dim, self.hidden, p.proj_dim])
-        self.predictor = mlp([p.proj_dim, p.pred_hidden_dim or self.hidden, p.proj_dim])
+        out = p.proj_dim or self.dim
+        # the authors' Projector / Predictor: Linear (with bias), BN, ReLU, Linear
+        self.projector = mlp([self.dim, self.hidden, out], hidden_bias=True) if p.proj_dim else nn.Identity()
+        self.predictor = mlp([out, p.pred_hidden_dim or self.hidden, out], hidden_bias=True)
+        initialise(self.projector, backbone.init_scheme)
+        initialise(self.predictor, backbone.init_scheme)
         self.target_backbone = frozen_copy(backbone)
         self.target_projector = frozen_copy(self.projector)
         self.tau = p.momentum

@@ -23,7 +23,7 @@ class CSTPModel(nn.Module):
         super().__init__()
         m = cfg.model
         self.weights = cfg.loss
-        backbone = build_backbone(m.backbone, m.width)
+        backbone = build_backbone(m.backbone, m.width, m.init)
         self.method = build_method(m.method, backbone, **m.method_params)
         self.heads = PretextHeads(enabled(cfg), backbone, backbone.feature_dim, cfg)
 

@@ -106,5 +106,5 @@ def test_temporaries_of_a_killed_save_are_removed(tmp_path):
 
 
 def test_exported_torchvision_backbone_loads_into_torchvision():
-    cfg = load_config(TINY, ["data.shards=x", "model.backbone=r3d_18", "model.width=1.0"])
-    torchvision.models.video.r3d_18().load_state_dict(export_backbone(CSTPModel(cfg)))
+    cfg = load_config(TINY, ["data.shards=x", "model.backbone=r2plus1d_18", "model.width=1.0"])
+    torchvision.models.video.r2plus1d_18().load_state_dict(export_backbone(CSTPModel(cfg)))

@@ -171,7 +171,7 @@ def assert_checkpoints_finite(out):
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_good_checkpoints(real_ucf_shards, tmp_path, capsys):
     out = tmp_path / "run"
     assert run(real_ucf_shards, out, "train.max_steps=10", "train.ckpt_every=1", "train.keep_ckpts=2",
-               "optim.lr=1.0e+9") == 1
+               "optim.lr=1.0e+30") == 1
     bad, count = _failure(capsys.readouterr().err)
     assert count == 1
     kept = list_checkpoints(out)
@@ -183,7 +183,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_good_checkpoints(real_ucf
 
 def test_max_bad_steps_skips_that_many_non_finite_steps(real_ucf_shards, tmp_path, capsys):
     out = tmp_path / "run"
-    assert run(real_ucf_shards, out, "train.max_steps=10", "train.ckpt_every=1", "optim.lr=1.0e+9",
+    assert run(real_ucf_shards, out, "train.max_steps=10", "train.ckpt_every=1", "optim.lr=1.0e+30",
                "train.max_bad_steps=1") == 1
     bad, count = _failure(capsys.readouterr().err)
     assert count == 2
