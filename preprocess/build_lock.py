@@ -1,76 +1,16 @@
-"""One build per output folder: a lock file naming its holder's host and pid.
-
-A second build into the same ``--out`` refuses at once (two builds would each delete the other's
-temporaries and race on the index). A lock left by a process that is gone (same host, no such pid)
-is taken over with a warning; a lock from another host cannot be checked and is never taken.
-"""
+"""One build per output folder: shards.folder_lock's lock, as ``<out>/.build.lock``."""
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import sys
 from pathlib import Path
 from typing import Iterator
 
-from shards.errors import InputError
+from shards.folder_lock import FolderLocked as BuildLocked  # noqa: F401 - the name builds raise
+from shards.folder_lock import folder_lock
 from shards.format import LOCK_NAME
-
-
-class BuildLocked(InputError):
-    """Another build holds the output folder."""
-
-
-def _holder(path: Path) -> tuple[str, int] | None:
-    try:
-        host, pid = path.read_text().split()[:2]
-        return host, int(pid)
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _create(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{socket.gethostname()} {os.getpid()}\n")
-    return True
 
 
 @contextlib.contextmanager
 def build_lock(out: Path) -> Iterator[Path]:
-    path = out / LOCK_NAME
-    if not _create(path):
-        holder = _holder(path)
-        here = socket.gethostname()
-        if holder is not None and holder[0] == here and not _alive(holder[1]):
-            print(f"build_shards: warning: taking over the stale lock {path} of pid {holder[1]} on {here}, "
-                  "which is no longer running", file=sys.stderr, flush=True)
-            path.unlink(missing_ok=True)
-            if not _create(path):
-                holder = _holder(path)
-                raise BuildLocked(f"another build took {path} at the same moment ({_describe(holder)})")
-        else:
-            raise BuildLocked(f"another build is writing to {out}: {path} is held by {_describe(holder)}; "
-                              "wait for it, or delete the lock if that process is gone")
-    try:
+    with folder_lock(out, LOCK_NAME, prog="build_shards", what="build") as path:
         yield path
-    finally:
-        if _holder(path) == (socket.gethostname(), os.getpid()):
-            path.unlink(missing_ok=True)
-
-
-def _describe(holder: tuple[str, int] | None) -> str:
-    return f"pid {holder[1]} on host {holder[0]}" if holder else "an unreadable lock file"
