@@ -112,7 +112,6 @@ def train(args) -> int:
     if args.print_config:
         print(dump_yaml(cfg))
         return 0
-    require_pretraining(cfg, args.config)
     if args.out:
         cfg["train"]["out"] = args.out
     out = Path(cfg["train"]["out"])
@@ -151,6 +150,7 @@ def nothing_left(path: Path, step: int, total: int, cfg: dict) -> int:
 
 def run(args, cfg: dict, out: Path, rank: int, world: int, device, preempt) -> int:
     cfg, resuming = resolve(args, cfg, out, rank, world)
+    require_pretraining(cfg, args.config)     # after resolve: a bare --resume auto takes data.shards from the run
     tcfg = cfg["train"]
     setup_device(device)
     torch.manual_seed(tcfg["seed"])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from shards.errors import InputError, one_line
+from shards.errors import InputError
 
 from .checkpoint import CheckpointError
 from .config import validate
@@ -127,7 +127,7 @@ def resumed_config(ck: dict, where: str, requested: dict, config_path: str | Non
         changes["data.batch_size"] = (base["data"]["batch_size"], batch)
         base["data"]["batch_size"] = batch
     asked = {k: (lookup(base, k), lookup(requested, k)) for k in explicit_keys(config_path, overrides)}
-    asked = {k: v for k, v in asked.items() if v[0] != v[1]}
+    asked = {k: v for k, v in sorted(asked.items()) if v[0] != v[1]}
     refused = {k: v for k, v in asked.items() if not _allowed(k, allow)}
     if refused:
         raise ResumeRefused(f"a resume keeps the run's config ({where}); the command line changes {describe(refused)}: "
@@ -152,7 +152,8 @@ def restore(ck: dict, where: str, changes: dict, model, opt, sched, loader) -> N
         model.load_state_dict(ck["model"])
     except RuntimeError as exc:
         what = f"the changed config ({describe(changes)})" if changes else "this config"
-        raise CheckpointError(f"{where}: its model does not fit {what}: {one_line(exc)[:200]}") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]   # [1]: torch's first mismatch
+        raise CheckpointError(f"{where}: its model does not fit {what}: {(lines[1:] or lines)[0][:200]}") from None
     fresh = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
     opt.load_state_dict(ck["optimizer"])
     sched.load_state_dict(ck["scheduler"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 from tests.train.test_pretrain import BIN, args, losses, records, torchrun
-from train.checkpoint import list_checkpoints
+from train.checkpoint import list_checkpoints, load_checkpoint
 from train.preemption import EXIT_PREEMPTED, watch
 from train.run_folder import RUN_LOCK
 
@@ -88,8 +89,18 @@ def test_sigusr1_to_torchrun_preempts_both_ranks_at_one_step(real_ucf_shards, tm
     rc, o, e = signal_when_logged(launch(two_ranks(real_ucf_shards, cut), wait=False), cut, 2, signal.SIGUSR1)
     assert rc != 0 and e.count("exitcode  : 75") + o.count("preempted by SIGUSR1") >= 1, e[-3000:]
     assert o.count("preempted by SIGUSR1") == 1      # rank 0 says it, once
+    alone = tmp_path / "alone"
+    shutil.copytree(cut, alone)
     assert_preempted_then_resumed(whole, cut, EXIT_PREEMPTED, o,
                                   two_ranks(real_ucf_shards, cut, "--resume", "auto"), "SIGUSR1", total=6)
+    # the same run resumed on one process: the global batch (and so the lr and the step count) is kept
+    rc, o, e = launch([sys.executable, "train/pretrain.py", "--out", str(alone), "--resume", "auto"])
+    assert rc == 0, e[-3000:]
+    assert "pretrain: world size 2 -> 1: data.batch_size 2 -> 4 per rank keeps the global batch 4 and the " \
+           "learning rate;" in e
+    assert "2 steps per epoch, 6 in total" in o and "world size 1, global batch 4 (1 x 4)" in o
+    assert sorted(losses(alone)) == list(range(1, 7))
+    assert load_checkpoint(alone / "ckpt-00000006.pt")["loader"]["world_size"] == 1
 
 
 def test_the_handler_records_the_first_signal_and_is_removed_after_the_run():
