@@ -171,31 +171,16 @@ def run(args, cfg: dict, out: Path, rank: int, world: int, device, preempt) -> i
     model.to(device, memory_format=fmt)
     opt, sched = build_optimizer(model, cfg["optim"], global_batch,
                                  int(cfg["optim"]["warmup_epochs"] * steps_per_epoch), total)
-    step = 0
-    if resuming:
-        path, ck, resumed = resuming
-        restore(ck, path.name, resumed.changes, model, opt, sched, loader)
-        torch.set_rng_state(ck["rng"]["torch"])
-        step = int(ck["step"])
-        if rank == 0:
-            print(f"resumed from {path} at step {step} (epoch {loader.epoch}, batch {loader.delivered})"
-                  + (f"; changed: {describe(resumed.changes)}" if resumed.changes else ""), flush=True)
+    step = continue_from(resuming, model, opt, sched, loader, rank) if resuming else 0
     net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
     compiled = wanted(tcfg["compile"], device)
     net = maybe_compile(net, compiled, lambda m: say(m, rank))
 
-    if rank == 0:
-        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-        write_config(out, cfg, record_line(step, resuming[0], resuming[2], when) if resuming else None)
-    log = RunLog(out, start_step=step, log_every=tcfg["log_every"], clips_per_step=2 * global_batch,
-                 tensorboard=tcfg["tensorboard"], enabled=rank == 0)
+    log = open_log(cfg, out, step, resuming, rank, global_batch)
     summary = start_summary(cfg, loader.epoch_summary()["videos_in_split"], steps_per_epoch, total, step, world,
                             device, compiled, channels_last)
     if rank == 0:
         print(summary, flush=True)
-    if resuming:
-        log.event("resume", step, checkpoint=resuming[0].name,
-                  changes={k: [a, b] for k, (a, b) in resuming[2].changes.items()})
     log.event("start", step, summary=summary, world_size=world, global_batch=global_batch, device=str(device))
     trainer = Trainer(cfg=cfg, model=model, net=net, opt=opt, sched=sched, loader=loader, device=device, fmt=fmt,
                       rank=rank, out=out, log=log, total=total, step=step, preempt=preempt)
@@ -211,6 +196,32 @@ def run(args, cfg: dict, out: Path, rank: int, world: int, device, preempt) -> i
         print(f"done: {trainer.step} steps; steady state ({end['steps_measured']} steps, first "
               f"{end['steps_excluded']} excluded): {steady}; checkpoints in {out}, backbone {out / 'backbone.pt'}")
     return 0
+
+
+def continue_from(resuming: tuple, model, opt, sched, loader, rank: int) -> int:
+    """Load the checkpoint's state into the run's parts; the step it continues at."""
+    path, ck, resumed = resuming
+    restore(ck, path.name, resumed.changes, model, opt, sched, loader)
+    torch.set_rng_state(ck["rng"]["torch"])
+    step = int(ck["step"])
+    if rank == 0:
+        print(f"resumed from {path} at step {step} (epoch {loader.epoch}, batch {loader.delivered})"
+              + (f"; changed: {describe(resumed.changes)}" if resumed.changes else ""), flush=True)
+    return step
+
+
+def open_log(cfg: dict, out: Path, step: int, resuming: tuple | None, rank: int, global_batch: int) -> RunLog:
+    """config.yaml (a new run's config, or a resume's line appended) and the log, with a resume's record."""
+    if rank == 0:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        write_config(out, cfg, record_line(step, resuming[0], resuming[2], when) if resuming else None)
+    t = cfg["train"]
+    log = RunLog(out, start_step=step, log_every=t["log_every"], clips_per_step=2 * global_batch,
+                 tensorboard=t["tensorboard"], enabled=rank == 0)
+    if resuming:
+        log.event("resume", step, checkpoint=resuming[0].name,
+                  changes={k: [a, b] for k, (a, b) in resuming[2].changes.items()})
+    return log
 
 
 def preempted(trainer: Trainer, log: RunLog, out: Path, rank: int) -> int:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import ROOT
-from tests.train.test_pretrain import BIN, args, losses, records, torchrun
+from tests.train.test_pretrain import args, losses, records, torchrun
 from train.checkpoint import list_checkpoints, load_checkpoint
 from train.preemption import EXIT_PREEMPTED, watch
 from train.run_folder import RUN_LOCK
