@@ -39,11 +39,14 @@ def export_backbone(model) -> dict:
     return bb.torchvision_state_dict() if hasattr(bb, "torchvision_state_dict") else bb.state_dict()
 
 
-def build_payload(*, step: int, model, optimizer, scheduler, loader, config: dict) -> dict:
+def build_payload(*, step: int, model, optimizer, scheduler, loader, config: dict, world_size: int = 1) -> dict:
+    # the loader's position counts batches of the epoch plan for this world size; a resume at
+    # another one needs it (train/resume.py)
     return {
         "format_version": FORMAT_VERSION, "config": config, "step": step, "epoch": loader.epoch,
         "backbone": export_backbone(model), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(), "rng": {"torch": torch.get_rng_state()}, "loader": loader.state_dict(),
+        "scheduler": scheduler.state_dict(), "rng": {"torch": torch.get_rng_state()},
+        "loader": {**loader.state_dict(), "world_size": world_size},
     }
 
 
@@ -131,19 +134,23 @@ def _warn(msg: str) -> None:
     warnings.warn(msg, stacklevel=3)
 
 
+def load_for_resume(path: str | Path) -> dict:
+    """A checkpoint that holds everything a resume needs (CheckpointError naming what it lacks)."""
+    ck = load_checkpoint(path)
+    missing = [k for k in KEYS if k not in ck]
+    if missing:
+        raise CheckpointError(f"{path} lacks {missing}, which a resume needs")
+    return ck
+
+
 def find_resume(folder: str | Path, on_skip: Callable[[str], None] = _warn) -> tuple[Path, dict] | None:
     """The newest checkpoint in ``folder`` that loads and holds everything a resume needs; each one
     skipped on the way is reported through ``on_skip``."""
     for p in reversed(list_checkpoints(folder)):
         try:
-            ck = load_checkpoint(p)
+            return p, load_for_resume(p)
         except CheckpointError as exc:
             on_skip(f"skipping unusable checkpoint: {exc}")
-            continue
-        missing = [k for k in KEYS if k not in ck]
-        if not missing:
-            return p, ck
-        on_skip(f"skipping unusable checkpoint: {p} lacks {missing}, which a resume needs")
     return None
 
 

@@ -53,6 +53,8 @@ class Trainer:
     log: RunLog
     total: int
     step: int = 0
+    preempt: object = None          # train.preemption.Preemption: checked at each step's end
+    stopped_by: str | None = None   # the signal that preempted the run, once it has
 
     def __post_init__(self):
         self.tcfg = self.cfg.train
@@ -89,7 +91,7 @@ class Trainer:
         if self.rank == 0:
             try:
                 payload = build_payload(step=self.step, model=self.model, optimizer=self.opt, scheduler=self.sched,
-                                        loader=self.loader, config=to_dict(self.cfg))
+                                        loader=self.loader, config=to_dict(self.cfg), world_size=D.world_size())
                 save_checkpoint(self.out / checkpoint_name(self.step), payload)
                 prune(self.out, self.tcfg.keep_ckpts)
                 if final:
@@ -121,9 +123,13 @@ class Trainer:
                         terms = {k: float(v.detach().float()) for k, v in metrics.items() if not k.startswith("acc_")}
                         self.log.event("bad_step", self.step, skipped=self.guard.bad, nonfinite=nonfinite_terms(terms))
                     bar.update(1)
-                    if self.step % self.tcfg.ckpt_every == 0 or last:
+                    stop = self.preempt is not None and self.preempt.agreed(self.device)
+                    if self.step % self.tcfg.ckpt_every == 0 or last or stop:
                         self.save(final=last)
                     start = time.perf_counter()        # logging and saving are not the step's time
+                    if stop and not last:
+                        self.stopped_by = self.preempt.signal or "a signal to another rank"
+                        return None
                     if self.step >= self.total:
                         break
                 if ran and (self.loader.epoch != epoch or self.loader.delivered >= len(self.loader)):

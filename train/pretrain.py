@@ -6,12 +6,16 @@
 
 Overrides are section.key=value (YAML values). A run folder that holds checkpoints is continued
 with --resume auto (the newest valid checkpoint; a corrupt one is skipped with a warning), or
-started again with --overwrite.
+started again with --overwrite. A resume runs with the checkpoint's config: an override that
+changes it is refused unless the key may change on resume or is named with --allow-change. One run
+at a time holds a run folder (RUN/.run.lock). SIGTERM or SIGUSR1 stops the run after its current
+step with a checkpoint at that step, exit status 75 (README, "Failure behaviour").
 """
 from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):        # run by path: import this checkout's packages, not train/'s modules
@@ -24,12 +28,15 @@ from shards.errors import CstpError, command, parser
 
 from train import ddp as D
 from train.accel import maybe_compile, memory_format, setup_device, wanted
-from train.checkpoint import find_resume, load_checkpoint
-from train.config import dump_yaml, load_config, require_pretraining
+from train import preemption
+from train.checkpoint import checkpoint_name, find_resume, load_for_resume
+from train.config import config_from_dict, dump_yaml, load_config, require_pretraining, to_dict
 from train.loop import Trainer
 from train.model import CSTPModel
 from train.optim import build_optimizer
-from train.run_folder import prepare_run_folder
+from train.preemption import EXIT_PREEMPTED
+from train.resume import ALLOWED_ON_RESUME, ResumeRefused, describe, record_line, restore, resumed_config
+from train.run_folder import prepare_run_folder, run_folder_lock, write_config
 from train.runlog import RunLog
 from train.sync_bn import convert_sync_bn
 
@@ -45,6 +52,9 @@ def build_parser():
                    help="print the resolved config as YAML and exit, touching no data")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in a folder that holds checkpoints, deleting its checkpoints and logs")
+    p.add_argument("--allow-change", action="append", default=[], metavar="KEY",
+                   help="with --resume: let the command line change config KEY (or a section) of the resumed run; "
+                        "repeatable. Without it only " + ", ".join(ALLOWED_ON_RESUME) + " may change")
     return p
 
 
@@ -82,7 +92,7 @@ def say(msg: str, rank: int) -> None:
         print(f"pretrain: {msg}", file=sys.stderr, flush=True)
 
 
-def resume_from(args, out: Path, rank: int) -> tuple[Path, dict] | None:
+def find_checkpoint(args, out: Path, rank: int) -> tuple[Path, dict] | None:
     if args.resume == "none":
         return None
     if args.resume == "auto":
@@ -90,7 +100,7 @@ def resume_from(args, out: Path, rank: int) -> tuple[Path, dict] | None:
         if found is None:
             say(f"no usable checkpoint in {out}; starting from step 0", rank)
         return found
-    return Path(args.resume), load_checkpoint(args.resume)
+    return Path(args.resume), load_for_resume(args.resume)
 
 
 def train(args) -> int:
@@ -98,15 +108,46 @@ def train(args) -> int:
     if args.print_config:
         print(dump_yaml(cfg))
         return 0
-    require_pretraining(cfg, args.config)
     if args.out:
         cfg.train.out = args.out
-    tcfg = cfg.train
-    out = Path(tcfg.out)
-    env_rank = int(os.environ.get("RANK", 0))          # before the process group: torchrun's variable
-    prepare_run_folder(out, args.resume, args.overwrite, env_rank == 0, lambda m: say(m, env_rank))
-
+    out = Path(cfg.train.out)
     rank, world, _, device = D.init_from_env()
+    with preemption.watch() as preempt, run_folder_lock(out, rank == 0, device):
+        prepare_run_folder(out, args.resume, args.overwrite, rank == 0, lambda m: say(m, rank))
+        return run(args, cfg, out, rank, world, device, preempt)
+
+
+def resolve(args, cfg, out: Path, rank: int, world: int) -> tuple[object, tuple | None]:
+    """The config this start runs with: the command line's for a new run, the checkpoint's for a resume
+    (train/resume.py); and (checkpoint path, checkpoint, Resumed) when resuming."""
+    found = find_checkpoint(args, out, rank)
+    if not found:
+        return cfg, None
+    path, ck = found
+    resumed = resumed_config(ck, path.name, to_dict(cfg), args.config, args.overrides, args.allow_change, world)
+    if resumed.config["train"]["out"] != str(out):          # the run folder was moved: allowed, recorded
+        resumed.changes["train.out"] = (resumed.config["train"]["out"], str(out))
+        resumed.config["train"]["out"] = str(out)
+    for note in resumed.notes:
+        say(note, rank)
+    return config_from_dict(resumed.config, f"{path.name}: "), (path, ck, resumed)
+
+
+def nothing_left(path: Path, step: int, total: int, cfg) -> int:
+    """A resume whose checkpoint is already at (or past) the run's end: said as it is."""
+    t = cfg.train
+    end = f"train.epochs={t.epochs}" + (f", train.max_steps={t.max_steps}" if t.max_steps else "")
+    if step > total:
+        raise ResumeRefused(f"{path.name} is at step {step}, past this run's end at step {total} ({end})")
+    print(f"nothing to train: the run finished at step {step} ({end}; {path.name}); raise train.epochs or "
+          "train.max_steps to train longer", flush=True)
+    return 0
+
+
+def run(args, cfg, out: Path, rank: int, world: int, device, preempt) -> int:
+    cfg, resuming = resolve(args, cfg, out, rank, world)
+    require_pretraining(cfg, args.config)     # after resolve: a bare --resume auto takes data.shards from the run
+    tcfg = cfg.train
     setup_device(device)
     torch.manual_seed(tcfg.seed)
     loader = make_loader(cfg, rank, world)
@@ -115,6 +156,8 @@ def train(args) -> int:
     if tcfg.max_steps:
         total = min(total, int(tcfg.max_steps))
     global_batch = cfg.data.batch_size * world
+    if resuming and int(resuming[1]["step"]) >= total:
+        return nothing_left(resuming[0], int(resuming[1]["step"]), total, cfg)
 
     model = CSTPModel(cfg)
     if world > 1 and cfg.model.sync_bn:
@@ -124,36 +167,23 @@ def train(args) -> int:
     model.to(device, memory_format=fmt)
     opt, sched = build_optimizer(model, cfg.optim, global_batch,
                                  int(cfg.optim.warmup_epochs * steps_per_epoch), total)
-    step = 0
-    found = resume_from(args, out, rank)
-    if found:
-        path, ck = found
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        loader.load_state_dict(ck["loader"])
-        torch.set_rng_state(ck["rng"]["torch"])
-        step = int(ck["step"])
-        if rank == 0:
-            print(f"resumed from {path} at step {step} (epoch {loader.epoch}, batch {loader.delivered})", flush=True)
+    step = continue_from(resuming, model, opt, sched, loader, rank) if resuming else 0
     net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
     compiled = wanted(tcfg.compile, device)
     net = maybe_compile(net, compiled, lambda m: say(m, rank))
 
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(dump_yaml(cfg))
-    log = RunLog(out, start_step=step, log_every=tcfg.log_every, clips_per_step=2 * global_batch,
-                 tensorboard=tcfg.tensorboard, enabled=rank == 0)
+    log = open_log(cfg, out, step, resuming, rank, global_batch)
     summary = start_summary(cfg, loader.epoch_summary()["videos_in_split"], steps_per_epoch, total, step, world,
                             device, compiled, channels_last)
     if rank == 0:
         print(summary, flush=True)
     log.event("start", step, summary=summary, world_size=world, global_batch=global_batch, device=str(device))
     trainer = Trainer(cfg=cfg, model=model, net=net, opt=opt, sched=sched, loader=loader, device=device, fmt=fmt,
-                      rank=rank, out=out, log=log, total=total, step=step)
+                      rank=rank, out=out, log=log, total=total, step=step, preempt=preempt)
     try:
         end = trainer.run()
+        if trainer.stopped_by:
+            return preempted(trainer, log, out, rank)
     finally:
         log.close()
     if rank == 0:
@@ -162,6 +192,41 @@ def train(args) -> int:
         print(f"done: {trainer.step} steps; steady state ({end['steps_measured']} steps, first "
               f"{end['steps_excluded']} excluded): {steady}; checkpoints in {out}, backbone {out / 'backbone.pt'}")
     return 0
+
+
+def continue_from(resuming: tuple, model, opt, sched, loader, rank: int) -> int:
+    """Load the checkpoint's state into the run's parts; the step it continues at."""
+    path, ck, resumed = resuming
+    restore(ck, path.name, resumed.changes, model, opt, sched, loader)
+    torch.set_rng_state(ck["rng"]["torch"])
+    step = int(ck["step"])
+    if rank == 0:
+        print(f"resumed from {path} at step {step} (epoch {loader.epoch}, batch {loader.delivered})"
+              + (f"; changed: {describe(resumed.changes)}" if resumed.changes else ""), flush=True)
+    return step
+
+
+def open_log(cfg, out: Path, step: int, resuming: tuple | None, rank: int, global_batch: int) -> RunLog:
+    """config.yaml (a new run's config, or a resume's line appended) and the log, with a resume's record."""
+    if rank == 0:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        write_config(out, cfg, record_line(step, resuming[0], resuming[2], when) if resuming else None)
+    t = cfg.train
+    log = RunLog(out, start_step=step, log_every=t.log_every, clips_per_step=2 * global_batch,
+                 tensorboard=t.tensorboard, enabled=rank == 0)
+    if resuming:
+        log.event("resume", step, checkpoint=resuming[0].name,
+                  changes={k: [a, b] for k, (a, b) in resuming[2].changes.items()})
+    return log
+
+
+def preempted(trainer: Trainer, log: RunLog, out: Path, rank: int) -> int:
+    name = checkpoint_name(trainer.step)
+    log.event("preempted", trainer.step, signal=trainer.stopped_by, checkpoint=name)
+    if rank == 0:
+        print(f"preempted by {trainer.stopped_by} after step {trainer.step} of {trainer.total}: {out / name} written; "
+              f"continue with --resume auto (exit {EXIT_PREEMPTED})", flush=True)
+    return EXIT_PREEMPTED
 
 
 @command("pretrain")
