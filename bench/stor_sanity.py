@@ -35,7 +35,7 @@ COMMON = ["data.split=1", "data.batch_size=8", "data.out_size=48", "train.tensor
           "train.ckpt_every=100000", "train.epochs=100000", "train.log_every=25"]
 
 
-def wilson(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+def wilson(hits: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     """95% Wilson score interval of a binomial proportion."""
     if n == 0:
         return 0.0, 1.0
