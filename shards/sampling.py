@@ -49,7 +49,8 @@ class PairConfig:
     temporal_overlaps: tuple[float, ...] = overlap_candidates(5)
     spatial_overlaps: tuple[float, ...] = overlap_candidates(5)
     # crop area / frame area, the authors' range; crops too large for the smallest spatial overlap are
-    # shrunk, so at most ~0.48 of the frame is used. On 256-px-high frames every crop side is >= 112 px.
+    # shrunk, so at most ~0.54 of the frame is used (median ~0.41; tests/shards/test_sampling.py).
+    # On 256-px-high frames every crop side is >= 112 px.
     area_range: tuple[float, float] = (0.2, 1.0)
     aspect_range: tuple[float, float] = (3 / 4, 4 / 3)
     rotations: tuple[int, ...] = (0, 90, 180, 270)
