@@ -8,6 +8,10 @@ and, above all, the motion: what a model learns from motion shows in the retriev
 
 Writes <out>/videos/<Class>/v_<Class>_gNN_c01.avi and <out>/lists/{classInd,trainlist0N,testlist0N}.txt
 (the test list of each split holds --test-per-class videos per class, the rest are train).
+
+``--content textured`` draws the same classes over a panned and zoomed procedurally generated scene
+under a varying light (demo/textured.py): data on which STOR's overlap labels can be read from the
+pixels (bench/stor_sanity.py); ``plain`` (the default) is the flat grey background.
 """
 from __future__ import annotations
 
@@ -17,6 +21,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:            # run by path: demo/ is no installed package
+    sys.path.insert(0, str(ROOT))
 
 SHAPES = ("Circle", "Square")
 DIRECTIONS = {"Right": (1.0, 0.0), "Down": (0.0, 1.0)}
@@ -49,6 +57,16 @@ def render(cls: str, rng: np.random.Generator, n_frames: int, h: int = 128, w: i
     return frames
 
 
+def render_video(cls: str, rng: np.random.Generator, n_frames: int, content: str = "plain") -> np.ndarray:
+    if content == "plain":
+        return render(cls, rng, n_frames)
+    from demo.textured import render_textured
+
+    shape = next(s for s in SHAPES if cls.startswith(s))
+    speed = SPEEDS[next(v for v in SPEEDS if cls.endswith(v))] * rng.uniform(0.92, 1.08)
+    return render_textured(shape, DIRECTIONS[next(d for d in DIRECTIONS if d in cls)], speed, rng, n_frames)
+
+
 def encode(frames: np.ndarray, path: Path, fps: float = 25.0) -> None:
     from preprocess.ffmpeg_binary import ffmpeg_path
 
@@ -66,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-per-class", type=int, default=5, help="test videos per class in each split")
     p.add_argument("--frames", type=int, default=80)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--content", choices=("plain", "textured"), default="plain",
+                   help="background: flat grey (plain) or a panned, zoomed textured scene (textured)")
     args = p.parse_args(argv)
     from preprocess.adapters.ucf101 import write_lists
 
@@ -79,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     names = {c: [f"v_{c}_g{j + 1:02d}_c01" for j in range(args.per_class)] for c in CLASSES}
     for c in CLASSES:
         for name in names[c]:
-            encode(render(c, rng, args.frames), videos / c / f"{name}.avi")
+            encode(render_video(c, rng, args.frames, args.content), videos / c / f"{name}.avi")
     write_lists(lists, CLASSES, [(c, name, [2 if (j + k * (s - 1)) % args.per_class < k else 1 for s in (1, 2, 3)])
                                  for c in CLASSES for j, name in enumerate(names[c])])
     print(f"{len(CLASSES) * args.per_class} videos of {args.frames} frames in {len(CLASSES)} classes -> {out}")

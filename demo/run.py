@@ -1,11 +1,13 @@
 """The whole pipeline on an embedded default, in one command (`make demo`):
 
-1. generate a small labelled video dataset in UCF-101 layout (demo/make_dataset.py);
+1. generate a small labelled video dataset in UCF-101 layout (demo/make_dataset.py; ``--content
+   textured`` draws the textured videos, on which the overlap heads have something to see);
 2. build shards with `dask-submit preprocess/build_shards.py` on a LocalCluster;
 3. pretrain CSTP (tiny backbone, all four losses) with `torchrun --nnodes 1 --nproc_per_node 2`;
 4. retrieval and linear probe for the checkpoint and for `--ckpt none`, one table, and plots.
 
-    python demo/run.py [--out out/demo] [--per-class 20 --test-per-class 5 --frames 80] [section.key=value ...]
+    python demo/run.py [--out out/demo] [--per-class 20 --test-per-class 5 --frames 80] [--content plain]
+                       [section.key=value ...]
 
 Trailing ``section.key=value`` items override the pretraining config (e.g. ``train.epochs=20``).
 The console shows one live line per stage; every command's whole output goes to OUT/demo.log.
@@ -45,6 +47,8 @@ def build_parser():
     p.add_argument("--per-class", type=int, default=20, help="videos per class to generate")
     p.add_argument("--test-per-class", type=int, default=5, help="of which in each split's test list")
     p.add_argument("--frames", type=int, default=80, help="frames per generated video")
+    p.add_argument("--content", choices=("plain", "textured"), default="plain",
+                   help="the videos' background: flat grey, or a panned, zoomed textured scene")
     p.add_argument("overrides", nargs="*", help="pretraining config overrides, section.key=value")
     return p
 
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Generated data is reused when it was made with the same parameters; the shards go with it.
     # A run's own outputs never are: an old checkpoint would be taken for the new one.
-    params = {"per_class": args.per_class, "test_per_class": args.test_per_class, "frames": args.frames}
+    params = {"per_class": args.per_class, "test_per_class": args.test_per_class, "frames": args.frames,
+              "content": args.content}
     stamp = data / "params.json"
     if not (stamp.is_file() and json.loads(stamp.read_text()) == params):
         shutil.rmtree(data, ignore_errors=True)
@@ -83,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CSTP demo: every command's output goes to {log}")
     if not stamp.is_file():
         stage("1/4 generate the dataset", [sys.executable, "demo/make_dataset.py", "--out", data, "--per-class",
-                                           args.per_class, "--test-per-class", args.test_per_class, "--frames", args.frames])
+                                           args.per_class, "--test-per-class", args.test_per_class, "--frames", args.frames,
+                                           "--content", args.content])
         stamp.write_text(json.dumps(params))
     stage("2/4 shards on a Dask LocalCluster",
           [BIN / "dask-submit", "preprocess/build_shards.py", "--dataset", "ucf101", "--videos", data / "videos",

@@ -5,12 +5,17 @@ labels; the loader applies them. Every label is drawn uniformly from its candida
 geometry is then built to match it exactly, so nothing is redrawn and no label is favoured (the
 reference code redraws until a pair fits, which skews towards high overlap).
 
-Temporal overlap. Clip 1 takes frames ``s, s+r, ..., s+(T-1)r``. For overlap rate gamma_t, clip 2
-is shifted by ``r*(T-m)`` frames, before or after clip 1, with ``m = round(gamma_t*T)``: exactly m of
-its T sampled frames are frames of clip 1. The pair spans ``r*(2T-m-1)+1`` frames, placed uniformly
-in the video. The rate is drawn among the rates at which the *smallest* overlap fits, so the overlap
-label never depends on the rate. A video shorter than ``min_frames(cfg)`` (rate 1, smallest overlap)
-cannot give a pair: ``sample_pair`` raises and the loaders leave such videos out, with a count.
+Temporal overlap, as the authors (data_process/datasets.py). Clip 1 takes frames ``s, s+r, ...,
+s+(T-1)r``: it lasts ``(T-1)r`` frames. For overlap rate gamma_t, clip 2 starts
+``temporal_shift(gamma_t, T, r) = int((1-gamma_t) (T-1) r)`` frames before or after clip 1, so the
+two clips share a gamma_t share of their duration (the paper's tau_o / tau; exactly where
+``(1-gamma_t)(T-1)`` is whole, as for T=16 and N=5, else the int() rounds the shift down by under
+one frame). The rate is drawn among the rates at which one clip fits (the authors' ``max_pb``), then
+the overlap among the candidates whose pair fits at that rate: the labels are always true, and on
+videos long enough for the smallest overlap at the fastest rate both are uniform and independent
+(on shorter ones fast rates come with large overlaps only, as in the authors' redraw loop). A
+video shorter than one clip at the slowest rate (``min_frames(cfg)``) cannot give a pair:
+``sample_pair`` raises and the loaders leave such videos out, with a count (the authors loop it).
 
 Spatial overlap. Crop 1 has a multi-scale size (area fraction and aspect ratio drawn from ranges);
 crop 2 has the same w x h, offset by (dx, dy) so that area(crop1 & crop2) / area(crop1) = gamma_s.
@@ -44,7 +49,8 @@ class PairConfig:
     temporal_overlaps: tuple[float, ...] = overlap_candidates(5)
     spatial_overlaps: tuple[float, ...] = overlap_candidates(5)
     # crop area / frame area, the authors' range; crops too large for the smallest spatial overlap are
-    # shrunk, so at most ~0.48 of the frame is used. On 256-px-high frames every crop side is >= 112 px.
+    # shrunk, so at most ~0.54 of the frame is used (median ~0.41; tests/shards/test_sampling.py).
+    # On 256-px-high frames every crop side is >= 112 px.
     area_range: tuple[float, float] = (0.2, 1.0)
     aspect_range: tuple[float, float] = (3 / 4, 4 / 3)
     rotations: tuple[int, ...] = (0, 90, 180, 270)
@@ -58,28 +64,30 @@ class PairConfig:
             c = getattr(self, name)
             if not c or any(not 0 < g <= 1 for g in c) or list(c) != sorted(set(c)):
                 raise ValueError(f"{name} must be increasing rates in (0, 1], got {c}")
-        ms = [overlap_frames(g, self.clip_len) for g in self.temporal_overlaps]
-        if len(set(ms)) != len(ms) or ms[0] < 1:
-            raise ValueError(f"temporal overlaps {self.temporal_overlaps} give frame counts {ms} at "
-                             f"T={self.clip_len}; they must be distinct and >= 1")
+        shifts = [temporal_shift(g, self.clip_len, min(self.rates)) for g in self.temporal_overlaps]
+        if len(set(shifts)) != len(shifts):
+            raise ValueError(f"temporal overlaps {self.temporal_overlaps} give shifts {shifts} frames at "
+                             f"T={self.clip_len}, rate {min(self.rates)}; they must be distinct")
         if not 0 < self.area_range[0] <= self.area_range[1] <= 1:
             raise ValueError(f"area_range must be within (0, 1], got {self.area_range}")
         if any(r % 90 for r in self.rotations) or not self.rotations:
             raise ValueError(f"rotations must be multiples of 90, got {self.rotations}")
 
 
-def overlap_frames(gamma_t: float, clip_len: int) -> int:
-    # round half up, so 0.5 * T is never rounded down to an even neighbour
-    return int(math.floor(gamma_t * clip_len + 0.5))
+def temporal_shift(gamma_t: float, clip_len: int, rate: int) -> int:
+    """Frames between the two clips' starts: the authors' ``int((1 - g) * clip_range)``, clip_range
+    the clip's duration (T-1)r. The 1e-9 keeps float error (0.6 * 15 = 8.999...) from losing a frame."""
+    return int((1 - gamma_t) * (clip_len - 1) * rate + 1e-9)
 
 
-def pair_span(rate: int, m: int, clip_len: int) -> int:
-    return rate * (2 * clip_len - m - 1) + 1
+def pair_span(rate: int, shift: int, clip_len: int) -> int:
+    """Frames from the earlier clip's first to the later clip's last, both included."""
+    return (clip_len - 1) * rate + shift + 1
 
 
 def min_frames(cfg: PairConfig) -> int:
-    """Shortest video that yields a pair: rate 1 at the smallest temporal overlap."""
-    return pair_span(min(cfg.rates), overlap_frames(cfg.temporal_overlaps[0], cfg.clip_len), cfg.clip_len)
+    """Shortest video that yields a pair: one clip at the slowest rate (overlap 1 then fits)."""
+    return pair_span(min(cfg.rates), 0, cfg.clip_len)
 
 
 def spatial_tolerance(w: int, h: int) -> float:
@@ -136,18 +144,18 @@ def sample_pair(n_frames: int, height: int, width: int, cfg: PairConfig, rng: np
     need = min_frames(cfg)
     if n_frames < need:
         raise ValueError(f"a video of {n_frames} frames is shorter than the {need} a clip pair needs "
-                         f"(T={T}, rate {min(cfg.rates)}, overlap {cfg.temporal_overlaps[0]})")
-    # temporal
-    ti = int(rng.integers(len(cfg.temporal_overlaps)))
-    m = overlap_frames(cfg.temporal_overlaps[ti], T)
-    m_min = overlap_frames(cfg.temporal_overlaps[0], T)
-    fitting = [i for i, r in enumerate(cfg.rates) if pair_span(r, m_min, T) <= n_frames]
+                         f"(T={T}, rate {min(cfg.rates)})")
+    # temporal: the rate among those where one clip fits, the overlap among those whose pair fits
+    fitting = [i for i, r in enumerate(cfg.rates) if pair_span(r, 0, T) <= n_frames]
     ri = fitting[int(rng.integers(len(fitting)))]
     r = cfg.rates[ri]
-    span = pair_span(r, m, T)
-    start = int(rng.integers(0, n_frames - span + 1))
+    shifts = [temporal_shift(g, T, r) for g in cfg.temporal_overlaps]
+    fits = [i for i, d in enumerate(shifts) if pair_span(r, d, T) <= n_frames]
+    ti = fits[int(rng.integers(len(fits)))]
+    shift = shifts[ti]
+    start = int(rng.integers(0, n_frames - pair_span(r, shift, T) + 1))
     first = start + r * np.arange(T)
-    second = first + r * (T - m)
+    second = first + shift
     idx1, idx2 = (first, second) if rng.integers(2) == 0 else (second, first)
     # spatial
     si = int(rng.integers(len(cfg.spatial_overlaps)))
@@ -163,8 +171,11 @@ def sample_pair(n_frames: int, height: int, width: int, cfg: PairConfig, rng: np
 
 
 def measured_overlaps(s: PairSample) -> tuple[float, float]:
-    """(temporal, spatial) overlap as measured from the indices and boxes alone."""
-    t = len(np.intersect1d(s.idx1, s.idx2)) / len(s.idx1)
+    """(temporal, spatial) overlap as measured from the indices and boxes alone: the share of clip
+    1's duration (first to last frame) that clip 2 covers, and the share of crop 1's area."""
+    dur = int(s.idx1[-1] - s.idx1[0])
+    common = min(s.idx1[-1], s.idx2[-1]) - max(s.idx1[0], s.idx2[0])
+    t = max(0, int(common)) / dur
     (x1, y1, w, h), (x2, y2, _, _) = s.box1, s.box2
     ix = max(0, min(x1 + w, x2 + w) - max(x1, x2))
     iy = max(0, min(y1 + h, y2 + h) - max(y1, y2))

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from demo.make_dataset import CLASSES, SPEEDS, render
+from demo.make_dataset import CLASSES, SPEEDS, render, render_video
 from preprocess.adapters import load_listing
 from tests.conftest import ROOT
 
@@ -99,3 +99,32 @@ def test_the_progress_line_reads_step_total_and_loss_from_tqdm_bars():
     assert s.line("3/4 pretrain", now=25.0, final=True) == "[3/4 pretrain]  40/770  loss 3.900  (25s)"
     s.feed("features: 50%|█████     | 1/2 [00:01<00:01]", now=30.0)      # a new bar starts its ETA over
     assert (s.done, s.total, s.eta(30.0)) == (1, 2, None)
+
+
+def quarter_means(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[0] // 2, frame.shape[1] // 2
+    return np.array([frame[y:y + h, x:x + w].reshape(-1, 3).mean(0) for y in (0, h) for x in (0, w)])
+
+
+def test_textured_videos_differ_across_the_frame_and_over_time():
+    """What STOR needs to be visible: two crops of one frame show different things (the plain videos'
+    crops look alike), and a clip a few frames later is another picture (camera, objects, light)."""
+    rng = np.random.default_rng(4)
+    plain = render("CircleRightSlow", rng, 20).astype(np.float32)
+    textured = render_video("CircleRightSlow", rng, 20, "textured").astype(np.float32)
+    assert textured.shape == plain.shape == (20, 128, 171, 3)
+    spread = lambda f: float(np.abs(quarter_means(f) - quarter_means(f).mean(0)).mean())   # noqa: E731
+    assert spread(textured[0]) > 1.5 * spread(plain[0]) and spread(textured[0]) > 10
+    change = lambda v: float(np.abs(v[6] - v[0]).mean())                                      # noqa: E731
+    assert change(textured) > 3 * change(plain)
+    # the light: whole-frame brightness follows a course of its own over the video
+    assert np.ptp(textured.mean(axis=(1, 2, 3))) > 10
+
+
+def test_textured_dataset_is_a_valid_ucf101_layout(tmp_path):
+    r = subprocess.run([sys.executable, "demo/make_dataset.py", "--out", str(tmp_path), "--per-class", "2",
+                        "--test-per-class", "1", "--frames", "12", "--content", "textured"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    L = load_listing("ucf101", tmp_path / "videos", tmp_path / "lists")
+    assert len(L.classes) == 8 and len(L.entries) == 16 and not L.missing and not L.unlisted

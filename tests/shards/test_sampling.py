@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from shards.sampling import (PairConfig, measured_overlaps, min_frames, overlap_candidates, overlap_frames,
-                             sample_pair, spatial_tolerance)
+from shards.sampling import (PairConfig, measured_overlaps, min_frames, overlap_candidates, pair_span,
+                             sample_pair, spatial_tolerance, temporal_shift)
 
 
 @pytest.mark.parametrize("n_cand", [2, 3, 5, 7])
@@ -19,12 +19,13 @@ def test_measured_overlaps_equal_the_labels(n_cand):
         s = sample_pair(n, H, W, cfg, rng)
         t, sp = measured_overlaps(s)
         gt, gs = cfg.temporal_overlaps[s.overlap_t], cfg.spatial_overlaps[s.overlap_s]
-        assert t == overlap_frames(gt, cfg.clip_len) / cfg.clip_len
-        assert abs(t - gt) <= 0.5 / cfg.clip_len + 1e-9
+        r = cfg.rates[s.rate]
+        # the share of clip 1's duration that clip 2 covers: the label, or above it by less than a frame
+        assert gt - 1e-9 <= t < gt + 1 / ((cfg.clip_len - 1) * r) + 1e-9
+        assert abs(int(s.idx2[0]) - int(s.idx1[0])) == temporal_shift(gt, cfg.clip_len, r)
         x, y, w, h = s.box1
         assert abs(sp - gs) <= spatial_tolerance(w, h), (s, sp, gs)
         # same rate, same crop size, both inside the video and the frame
-        r = cfg.rates[s.rate]
         assert np.all(np.diff(s.idx1) == r) and np.all(np.diff(s.idx2) == r)
         assert s.box1[2:] == s.box2[2:]
         assert 0 <= min(s.idx1.min(), s.idx2.min()) and max(s.idx1.max(), s.idx2.max()) < n
@@ -41,13 +42,30 @@ def test_labels_are_uniform_over_the_candidates():
         assert chisquare(counts).pvalue > 1e-4, (field, counts)
 
 
-def test_overlap_labels_stay_uniform_when_only_some_rates_fit():
+def test_the_shift_is_the_authors_rule():
+    """data_process/datasets.py: start_2 = start_1 -+ int((1 - tem_rate) * clip_range), clip_range =
+    (sample_duration - 1) * sample_rate; at T=16, N=5 the shifts are 12r, 9r, 6r, 3r, 0 frames."""
+    for r in (1, 2, 4, 8):
+        assert [temporal_shift(g, 16, r) for g in overlap_candidates(5)] == [12 * r, 9 * r, 6 * r, 3 * r, 0]
+    assert [temporal_shift(g, 8, 1) for g in overlap_candidates(4)] == [5, 3, 1, 0]     # int(5.25), int(3.5), ...
+    assert [temporal_shift(g, 8, 4) for g in overlap_candidates(4)] == [21, 14, 7, 0]   # not multiples of r
+    assert pair_span(2, 18, 16) == 30 + 18 + 1
+
+
+def test_a_rate_is_allowed_where_one_clip_fits():
+    """The authors' max_pb: rate 2^k is drawn where (T-1) 2^k fits the video. The overlap is then drawn
+    among the candidates whose pair fits: a fast rate on a short video comes with large overlaps only."""
     cfg = PairConfig()
     rng = np.random.default_rng(1)
     draws = [sample_pair(80, 128, 171, cfg, rng) for _ in range(4000)]
-    # at 80 frames only rates 1 and 2 fit the smallest overlap (span 2*29-1 = 57; rate 4 needs 113)
-    assert {cfg.rates[d.rate] for d in draws} == {1, 2}
-    assert chisquare(np.bincount([d.overlap_t for d in draws], minlength=5)).pvalue > 1e-4
+    # 80 frames hold one clip at rates 1, 2 and 4 ((16-1)*4 + 1 = 61), not 8 (121)
+    assert {cfg.rates[d.rate] for d in draws} == {1, 2, 4}
+    assert chisquare(np.bincount([d.rate for d in draws], minlength=3)[:3]).pvalue > 1e-4
+    at4 = [d.overlap_t for d in draws if cfg.rates[d.rate] == 4]
+    # at rate 4 only shifts 12 and 0 fit (61 + 12 = 73 <= 80; 61 + 24 = 85 does not): overlaps 0.8 and 1.0
+    assert set(at4) == {3, 4} and chisquare(np.bincount(at4)[3:]).pvalue > 1e-4
+    at1 = [d.overlap_t for d in draws if cfg.rates[d.rate] == 1]
+    assert chisquare(np.bincount(at1, minlength=5)).pvalue > 1e-4
     # clip 2 comes before clip 1 as often as after
     before = sum(d.idx2[0] < d.idx1[0] for d in draws if d.overlap_t < 4)
     assert 0.45 < before / sum(d.overlap_t < 4 for d in draws) < 0.55
@@ -55,10 +73,11 @@ def test_overlap_labels_stay_uniform_when_only_some_rates_fit():
 
 def test_short_videos_are_refused_with_the_length_they_need():
     cfg = PairConfig()
-    assert min_frames(cfg) == 29  # 2*16 - round(0.2*16) - 1 + 1
-    sample_pair(29, 128, 171, cfg, np.random.default_rng(0))
-    with pytest.raises(ValueError, match="28 frames is shorter than the 29"):
-        sample_pair(28, 128, 171, cfg, np.random.default_rng(0))
+    assert min_frames(cfg) == 16  # one clip at rate 1 (the pair is then two copies of it: overlap 1.0)
+    s = sample_pair(16, 128, 171, cfg, np.random.default_rng(0))
+    assert s.overlap_t == 4 and cfg.rates[s.rate] == 1 and np.array_equal(s.idx1, np.arange(16))
+    with pytest.raises(ValueError, match="15 frames is shorter than the 16"):
+        sample_pair(15, 128, 171, cfg, np.random.default_rng(0))
 
 
 def test_same_seed_same_pair():
@@ -69,7 +88,7 @@ def test_same_seed_same_pair():
 
 def test_bad_configs_are_refused():
     with pytest.raises(ValueError, match="distinct"):
-        PairConfig(clip_len=4, temporal_overlaps=overlap_candidates(7))
+        PairConfig(clip_len=4, temporal_overlaps=overlap_candidates(7))   # shifts 2, 2, 1, 1, 0, 0, 0
     with pytest.raises(ValueError, match="multiples of 90"):
         PairConfig(rotations=(0, 45))
     with pytest.raises(ValueError, match="2..16"):
@@ -91,3 +110,18 @@ def test_large_crops_on_tall_frames_still_realise_every_overlap():
     for _ in range(2000):
         s = sample_pair(300, 160, 213, cfg, rng)
         assert abs(measured_overlaps(s)[1] - cfg.spatial_overlaps[s.overlap_s]) <= spatial_tolerance(*s.box1[2:])
+
+
+def test_crop_area_is_capped_where_the_smallest_overlap_would_not_fit():
+    """The authors draw the area in 20-100% of the frame and redraw the second crop until it fits, so
+    a large first crop can only get a large overlap label (the crop's scale would tell the label).
+    Ours caps the size instead: every label stays reachable from every crop, at the price of crops of
+    at most ~54% of the frame (median ~41%)."""
+    rng = np.random.default_rng(8)
+    cfg = PairConfig()
+    area = np.array([np.prod(sample_pair(300, 256, 341, cfg, rng).box1[2:]) / (256 * 341) for _ in range(4000)])
+    assert 0.19 <= area.min() and area.max() <= 0.55 and 0.38 <= np.median(area) <= 0.44
+    for _ in range(200):     # the largest crops still take the smallest overlap
+        s = sample_pair(300, 256, 341, PairConfig(area_range=(1.0, 1.0), spatial_overlaps=(0.2, 1.0)), rng)
+        if s.overlap_s == 0:
+            assert abs(measured_overlaps(s)[1] - 0.2) <= spatial_tolerance(*s.box1[2:])

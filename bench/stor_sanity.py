@@ -1,0 +1,177 @@
+"""Does STOR learn? Pretrain the tiny model on generated videos whose overlap is visible (the demo's
+classes over a panned, zoomed textured scene: demo/make_dataset.py --content textured), STOR only and
+the full scheme, then score each pretext head on fresh pairs of HELD-OUT videos (split 1's test part,
+never trained on; another sampling seed) against chance, with a 95% Wilson interval.
+
+    python bench/stor_sanity.py [--steps 500] [--pairs 512] [--json out.json] [section.key=value ...]
+
+Trailing overrides go to every variant's pretraining (configs/tiny_cpu.yaml plus the bench's own
+settings below). Runs on the CPU; the wall time of each stage is in the output and the JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+
+HEADS = {"overlap_spatial": "overlap_s", "overlap_temporal": "overlap_t", "rate": "rate", "rotation": "rotation"}
+VARIANTS = {"stor_only": ["loss.contrastive=0", "loss.rate=0", "loss.rotation=0"], "full": []}
+# What the bench trains with on top of configs/tiny_cpu.yaml: 8-frame clips at 48 px from 64x86 shards
+# (the demo's sizes), batches of 8 of split 1's train part; --steps, not epochs, sets the length.
+COMMON = ["data.split=1", "data.batch_size=8", "data.out_size=48", "train.tensorboard=false",
+          "train.ckpt_every=100000", "train.epochs=100000", "train.log_every=25"]
+
+
+def wilson(hits: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion."""
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def make_data(out: Path, per_class: int, test_per_class: int, frames: int) -> Path:
+    from preprocess.build_shards import main as build
+
+    r = subprocess.run([sys.executable, "demo/make_dataset.py", "--out", str(out / "data"), "--per-class", str(per_class),
+                        "--test-per-class", str(test_per_class), "--frames", str(frames), "--content", "textured"],
+                       cwd=ROOT, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"generating the videos failed: {r.stderr.strip().splitlines()[-1:]}")
+    with contextlib.redirect_stdout(io.StringIO()):
+        rc = build(["--size", "64x86", "--dataset", "ucf101", "--videos", str(out / "data/videos"), "--annotations",
+                    str(out / "data/lists"), "--out", str(out / "shards"), "--videos-per-shard", "8", "--workers", "2",
+                    "--no-progress"])
+    if rc:
+        raise SystemExit(f"building shards failed ({rc})")
+    return out / "shards"
+
+
+def held_out_loader(cfg: dict, seed: int):
+    """The pretraining loader's pairs, on split 1's test videos and another sampling seed."""
+    from shards.format import SPLIT_TEST
+    from shards.stream import PairLoader
+    from train.pretrain import make_loader
+
+    train = make_loader({**cfg, "data": {**cfg["data"], "num_workers": 0}}, 0, 1).dataset.cfg
+    return PairLoader(dataclasses.replace(train, role=SPLIT_TEST, seed=seed), num_workers=0, rank=0, world_size=1)
+
+
+@torch.no_grad()
+def head_accuracy(model, cfg: dict, pairs: int, seed: int = 12345) -> dict:
+    """Hits and trials of each enabled head on ``pairs`` held-out pairs, eval mode (running BN statistics)."""
+    from shards.augment import AugmentConfig, augment_pair
+
+    model.eval()
+    aug, rots = AugmentConfig(**cfg["augment"]), tuple(cfg["data"]["rotations"])
+    hits: dict[str, list[int]] = {}
+    seen, loader = 0, held_out_loader(cfg, seed)
+    while seen < pairs:             # each pass over the loader is a new epoch: new pairs
+        for batch in loader:
+            x1, x2 = augment_pair(batch, aug, torch.Generator().manual_seed(seed + seen), rotations=rots)
+            _, accs = model.heads(model.backbone(x1), model.backbone(x2), batch)
+            n = len(batch["rate"])
+            for k, v in accs.items():
+                trials = 2 * n if k in ("rate", "rotation") else n        # per-clip heads score both clips
+                h = hits.setdefault(k, [0, 0])
+                h[0] += round(float(v) * trials)
+                h[1] += trials
+            seen += n
+            if seen >= pairs:
+                break
+    return hits
+
+
+def report(hits: dict, cfg: dict) -> dict:
+    d = cfg["data"]
+    chance = {"overlap_s": 1 / d["n_overlaps"], "overlap_t": 1 / d["n_overlaps"], "rate": 1 / len(d["rates"]),
+              "rotation": 1 / len(d["rotations"])}
+    out = {}
+    for name, key in HEADS.items():
+        if key in hits:
+            h, n = hits[key]
+            out[name] = {"accuracy": h / n, "chance": chance[key], "ci95": list(wilson(h, n)), "n": n}
+        else:
+            out[name] = None        # the head is off in this variant
+    return out
+
+
+def pretrain(name: str, shards: Path, out: Path, steps: int, overrides: list[str]) -> tuple[dict, float]:
+    from train.checkpoint import load_checkpoint
+    from train.model import CSTPModel
+
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "train/pretrain.py", "--config", "configs/tiny_cpu.yaml", f"data.shards={shards}",
+                        *COMMON, f"train.max_steps={steps}", *VARIANTS[name], *overrides, "--out", str(out / name)],
+                       cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode:
+        raise SystemExit(f"pretraining '{name}' failed: {r.stderr.strip().splitlines()[-1:]}")
+    ck = load_checkpoint(sorted((out / name).glob("ckpt-*.pt"))[-1])
+    model = CSTPModel(ck["config"])
+    model.load_state_dict(ck["model"])
+    return {"model": model, "config": ck["config"], "step": ck["step"]}, wall
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=500, help="pretraining steps per variant")
+    p.add_argument("--pairs", type=int, default=512, help="held-out pairs per accuracy")
+    p.add_argument("--per-class", type=int, default=8, help="generated videos per class (8 classes)")
+    p.add_argument("--test-per-class", type=int, default=3, help="of which held out (split 1's test list)")
+    p.add_argument("--frames", type=int, default=80)
+    p.add_argument("--variants", default="stor_only,full", help=f"comma-separated, of {sorted(VARIANTS)}")
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--work", help="folder for data and runs (default: a temporary one)")
+    p.add_argument("overrides", nargs="*", help="pretraining overrides for every variant, section.key=value")
+    args = p.parse_args(argv)
+    names = args.variants.split(",")
+    if any(n not in VARIANTS for n in names):
+        p.error(f"--variants: valid names are {sorted(VARIANTS)}")
+    work = Path(args.work or tempfile.mkdtemp(prefix="cstp_stor_sanity_"))
+    t0 = time.perf_counter()
+    shards = work / "shards" if (work / "shards" / "index.zarr").exists() else make_data(work, args.per_class,
+                                                                                          args.test_per_class, args.frames)
+    result = {"data": {"content": "textured", "per_class": args.per_class, "test_per_class": args.test_per_class,
+                       "frames": args.frames, "shards": "64x86", "data_wall_s": round(time.perf_counter() - t0, 1)},
+              "steps": args.steps, "pairs": args.pairs, "overrides": COMMON + args.overrides, "variants": {}}
+    print(f"data: {result['data']['data_wall_s']} s", flush=True)
+    for name in names:
+        run, wall = pretrain(name, shards, work / "runs", args.steps, args.overrides)
+        if run["step"] != args.steps:
+            raise SystemExit(f"'{name}' stopped at step {run['step']}, not {args.steps}")
+        t1 = time.perf_counter()
+        heads = report(head_accuracy(run["model"], run["config"], args.pairs), run["config"])
+        result["variants"][name] = {"heads": heads, "train_wall_s": round(wall, 1),
+                                    "eval_wall_s": round(time.perf_counter() - t1, 1), "config": run["config"]}
+        print(f"\n{name}: {args.steps} steps in {wall:.0f} s; held-out accuracy on {args.pairs} pairs "
+              f"of {args.test_per_class * 8} unseen videos (chance, 95% interval)", flush=True)
+        for h, v in heads.items():
+            print(f"  {h:17s} " + ("off" if v is None else f"{100 * v['accuracy']:5.1f}%  (chance {100 * v['chance']:.1f}%, "
+                                                          f"{100 * v['ci95'][0]:.1f}-{100 * v['ci95'][1]:.1f}%)"), flush=True)
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    if "full" in result["variants"]:
+        result["heads"] = result["variants"]["full"]["heads"]
+    print(f"\ntotal {result['wall_s']:.0f} s (work folder {work})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""bench/stor_sanity.py: the Wilson interval, and a smoke run (a few steps) that writes the JSON the
+README and issue 18 quote: each head's held-out accuracy, chance and 95% interval."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from scipy.stats import binomtest
+
+from bench.stor_sanity import wilson
+from tests.conftest import ROOT
+
+
+@pytest.mark.parametrize("hits,n", [(0, 20), (7, 20), (20, 20), (130, 512)])
+def test_wilson_interval_holds_the_estimate_and_is_close_to_the_exact_one(hits, n):
+    lo, hi = wilson(hits, n)
+    assert 0 <= lo <= hits / n <= hi <= 1
+    exact = binomtest(hits, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert abs(lo - exact.low) < 1e-9 and abs(hi - exact.high) < 1e-9
+
+
+def test_bench_smoke_writes_each_heads_accuracy_against_chance(tmp_path):
+    out = tmp_path / "sanity.json"
+    r = subprocess.run([sys.executable, "bench/stor_sanity.py", "--steps", "2", "--pairs", "16", "--per-class", "2",
+                        "--test-per-class", "1", "--frames", "24", "--work", str(tmp_path / "work"), "--json", str(out),
+                        "data.out_size=32", "data.batch_size=4"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert set(res["variants"]) == {"stor_only", "full"} and res["steps"] == 2 and res["wall_s"] > 0
+    assert res["heads"] == res["variants"]["full"]["heads"]
+    assert res["variants"]["stor_only"]["heads"]["rate"] is None      # off in the STOR-only run
+    for name, chance in (("overlap_spatial", 0.25), ("overlap_temporal", 0.25), ("rate", 0.5), ("rotation", 0.25)):
+        h = res["heads"][name]
+        assert h["chance"] == chance and h["n"] == (32 if name in ("rate", "rotation") else 16)
+        assert h["ci95"][0] <= h["accuracy"] <= h["ci95"][1]
+        assert f"  {name:17s} {100 * h['accuracy']:5.1f}%" in r.stdout
