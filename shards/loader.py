@@ -19,11 +19,12 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .clips import CorruptFrame
+from .decode import CorruptFrame, SimpleJpegDecoder, check_headers, make_decoder
+from .decode_torch import DeviceStage, add_encoded, new_encoded_batch
 from .epoch_plan import (EpochOrder, batches_done, batches_per_rank, role_of, worker_quotas, worker_rows)
 from .errors import CstpError
 from .index import ShardIndex, read_index
-from .pairs import decode_pair, draw, fill, new_batch
+from .pairs import draw, fill, needed_frames, new_batch
 from .readers import ReadContext, ShardDataError, local_samples, streamed_samples
 from .sampling import PairConfig, min_frames
 from .sources import is_url
@@ -52,6 +53,8 @@ class StreamConfig:
     max_skip_fraction: float = 0.01   # with skip_errors: stop once more than this fraction of an epoch is skipped
     io_timeout: float = 60.0          # seconds allowed per remote read
     io_retries: int = 3               # retries of a transient remote error, with backoff
+    decode: str = "cpu"               # data.decode: "cpu" decodes in the workers; "gpu": workers send JPEG
+                                      # bytes and the training process decodes them (shards.decode_torch)
 
 
 def dist_env() -> tuple[int, int]:
@@ -94,6 +97,8 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         # [epoch, delivered, samples skipped by each worker slot]: shared with persistent workers
         self.shared = torch.zeros(2 + self.num_workers, dtype=torch.int64).share_memory_()
         self.ring: list[list[dict]] | None = None
+        self.height, self.width = int(self.index.attrs["height"]), int(self.index.attrs["width"])
+        self._decoder, self._frames = SimpleJpegDecoder(), None
 
     def batches_per_epoch(self, epoch: int | None = None) -> int:
         return self.batches
@@ -123,7 +128,7 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         worker = role_of(slot, n_workers, delivered)
         quota = worker_quotas(self.batches, n_workers)[worker]
         rows = worker_rows(self.order.delivered(epoch), self.rank, worker, self.cfg.batch_size, n_workers, self.batches)
-        ring = info is not None and self.ring is not None     # a plain DataLoader gets fresh batches
+        ring = info is not None and self.ring is not None     # a plain DataLoader gets fresh batches (and gpu decoding)
         buffers = self._ring_of(slot) if ring else None
         batches = self._batches(rows, epoch, worker, slot, quota, batches_done(worker, n_workers, delivered), buffers)
         if info is None:
@@ -159,16 +164,16 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         for row, pair, frames in self._samples(rows, epoch, worker, done * B):
             if produced >= quota:
                 break
-            try:
-                needed, decoded = decode_pair(pair, frames)
-            except CorruptFrame as exc:
-                self._fail(f"shard {self.ctx.shard_location(row)}: video {self.keys[row]}: frame {exc.position}: "
-                           f"{exc.reason}", 1)
+            sample = self._sample(row, pair, frames)
+            if sample is None:
                 continue
             if batch is None:
-                batch = next(buffers) if buffers is not None else new_batch(B, cfg.pair.clip_len, cfg.out_size)
-            fill(batch, filled, pair, needed, decoded, int(self.index.label[row]), str(self.index.video_id[row]),
-                 cfg.out_size)
+                batch = next(buffers) if buffers is not None else self._new_batch()
+            label, vid = int(self.index.label[row]), str(self.index.video_id[row])
+            if cfg.decode == "cpu":
+                fill(batch, filled, pair, *sample, label, vid, cfg.out_size)
+            else:
+                add_encoded(batch, filled, pair, *sample, label, vid, self.ctx.shard_location(row))
             filled += 1
             if filled == B:
                 produced, filled = produced + 1, 0
@@ -177,6 +182,29 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         if produced < quota:
             raise ShardDataError(f"rank {self.rank} worker {worker} produced {produced} of its {quota} batches "
                                  f"in epoch {epoch}; errors: {self.errors[:3]}")
+
+    def _new_batch(self) -> dict:
+        c = self.cfg
+        if c.decode == "cpu":
+            return new_batch(c.batch_size, c.pair.clip_len, c.out_size)
+        return new_encoded_batch(c.batch_size, c.pair.clip_len)
+
+    def _sample(self, row: int, pair, frames: dict[int, bytes]) -> tuple | None:
+        """(needed frame numbers, their pixels (cpu) or JPEG bytes (gpu)), each frame's header checked
+        against the index's H x W first; None for a corrupt frame (named through _fail)."""
+        needed = needed_frames(pair)
+        jpegs = [frames[int(f)] for f in needed]
+        try:
+            if self.cfg.decode != "cpu":
+                check_headers(jpegs, self.height, self.width)
+                return needed, jpegs
+            if self._frames is None:     # the worker's one frame buffer: a pair needs at most 2T frames
+                self._frames = np.empty((2 * self.cfg.pair.clip_len, self.height, self.width, 3), np.uint8)
+            return needed, self._decoder.frames(jpegs, self.height, self.width, out=self._frames)
+        except CorruptFrame as exc:
+            self._fail(f"shard {self.ctx.shard_location(row)}: video {self.keys[row]}: frame "
+                       f"{int(needed[exc.position])}: {exc.reason}", 1)
+            return None
 
     def _samples(self, rows: np.ndarray, epoch: int, worker: int, skip: int) -> Iterator:
         """The worker's (row, pair, frames), its first ``skip`` passed over (a resumed epoch).
@@ -228,8 +256,11 @@ class PairLoader:
     can be resumed mid-epoch."""
 
     def __init__(self, cfg: StreamConfig, num_workers: int = 0, rank: int | None = None,
-                 world_size: int | None = None, pin_memory: bool | None = None):
+                 world_size: int | None = None, pin_memory: bool | None = None, device=None):
+        decoder = make_decoder(cfg.decode, device)      # data.decode=gpu without CUDA: refused here
         self.dataset = ClipPairStream(cfg, num_workers=num_workers, rank=rank, world_size=world_size)
+        d = self.dataset
+        self.stage = None if cfg.decode == "cpu" else DeviceStage(decoder, cfg.out_size, d.height, d.width)
         self.num_workers = num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.epoch = 0
@@ -262,7 +293,8 @@ class PairLoader:
         if not self.num_workers:
             return iter(self.dataset)
         if self._loader is None:
-            self.dataset.make_ring()
+            if self.stage is None:      # JPEG bytes (gpu decoding) vary in size: they travel pickled
+                self.dataset.make_ring()
             # pinning happens in _owned: the workers send slot numbers, not tensors
             self._loader = torch.utils.data.DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers,
                                                        persistent_workers=True, prefetch_factor=PREFETCH)
@@ -287,7 +319,7 @@ class PairLoader:
         for batch in self._source():
             if isinstance(batch, _WorkerFailure):
                 raise batch.exc
-            batch = self._owned(batch)
+            batch = self._owned(batch) if self.stage is None else self.stage(batch)
             self.delivered += 1
             self._videos.update(batch["video_id"])
             yield batch

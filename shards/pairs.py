@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 import torch
 
-from .clips import CorruptFrame, clip_from_frames, decode_jpegs
+from .clips import clip_from_frames
 from .sampling import PairConfig, PairSample, sample_pair
 
 LABELS = ("rate", "rot1", "rot2", "overlap_s", "overlap_t", "label")
@@ -35,15 +35,6 @@ def new_batch(batch_size: int, clip_len: int, out_size: tuple[int, int]) -> dict
             "clip2": torch.empty((B, T, h, w, 3), dtype=torch.uint8).permute(0, 4, 1, 2, 3),
             **{k: torch.empty(B, dtype=torch.long) for k in LABELS},
             "video_id": [], "idx1": torch.empty((B, T), dtype=torch.long), "idx2": torch.empty((B, T), dtype=torch.long)}
-
-
-def decode_pair(p: PairSample, frames: dict[int, bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """(needed frame numbers, their decoded [n, H, W, 3] pixels); CorruptFrame names the frame number."""
-    needed = needed_frames(p)
-    try:
-        return needed, decode_jpegs([frames[int(f)] for f in needed])
-    except CorruptFrame as exc:
-        raise CorruptFrame(int(needed[exc.position]), exc.reason) from None
 
 
 def fill(batch: dict, i: int, p: PairSample, needed: np.ndarray, decoded: np.ndarray, label: int,

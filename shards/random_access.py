@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .clips import decode_jpegs
+from .decode import CorruptFrame, Decoder, frame_error, make_decoder
 from .format import STATUS_OK, frame_member, tar_header_ok
 from .index import ShardIndex, read_index
 from .sources import RangeReader, join
@@ -60,10 +60,13 @@ def fetch_frames(read, key: str, offsets: np.ndarray, sizes: np.ndarray, frames,
 
 
 class FrameReader:
-    """Frames by row and frame number; ``timeout`` and ``retries`` apply to each remote read."""
+    """Frames by row and frame number; ``timeout`` and ``retries`` apply to each remote read; frames
+    are decoded by ``decoder`` (a name in shards.decode.DECODERS, or a Decoder), whose ``clip`` makes
+    clips of them."""
 
     def __init__(self, shards: str, index: ShardIndex | None = None, max_open: int = 16,
-                 timeout: float = 60.0, retries: int = 3):
+                 timeout: float = 60.0, retries: int = 3, decoder: str | Decoder = "cpu", device=None):
+        self.decoder = make_decoder(decoder, device)
         self.location = str(shards)
         self.timeout, self.retries = timeout, retries
         self.index = index if index is not None else read_index(shards)
@@ -99,9 +102,17 @@ class FrameReader:
         got = fetch_frames(reader.read, self.keys[row], offs, sizes, frames, read_many=read_many)
         return [got[int(f)] for f in frames]
 
-    def read_frames(self, row: int, frames) -> np.ndarray:
-        """[n, H, W, 3] uint8 RGB."""
-        return decode_jpegs(self.read_jpegs(row, frames))
+    def read_frames(self, row: int, frames):
+        """The decoder's frames (the CPU decoder: [n, H, W, 3] uint8 RGB), each JPEG's header checked
+        against the index's H x W first; a corrupt frame is a CorruptFrameError naming shard, video and
+        frame number."""
+        frames = np.asarray(frames, np.int64)
+        jpegs = self.read_jpegs(row, frames)
+        try:
+            return self.decoder.frames(jpegs, int(self.index.attrs["height"]), int(self.index.attrs["width"]))
+        except CorruptFrame as exc:
+            shard = join(self.location, self.index.shards[int(self.index.shard[row])])
+            raise frame_error(shard, str(self.index.video_id[row]), frames, exc) from None
 
     def close(self) -> None:
         for r in self._open.values():

@@ -14,7 +14,7 @@ def test_decode_jpegs_matches_simplejpeg():
     rng = np.random.default_rng(0)
     imgs = [rng.integers(0, 255, (20, 30, 3), dtype=np.uint8) for _ in range(3)]
     jpegs = [simplejpeg.encode_jpeg(i, quality=95) for i in imgs]
-    out = decode_jpegs(jpegs)
+    out = decode_jpegs(jpegs, 20, 30)
     assert out.shape == (3, 20, 30, 3)
     for j, o in zip(jpegs, out):
         assert np.array_equal(o, simplejpeg.decode_jpeg(j))
