@@ -20,6 +20,7 @@ if __package__ in (None, ""):        # run by path: import this checkout's packa
 import torch  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
+from shards.decode import make_decoder
 from shards.errors import CstpError, command, parser
 
 from train import ddp as D
@@ -60,7 +61,7 @@ def make_loader(cfg: dict, rank: int, world: int):
     sc = StreamConfig(d["shards"], batch_size=d["batch_size"], split=split,
                       seed=cfg["train"]["seed"], shuffle_buffer=d["shuffle_buffer"], out_size=(d["out_size"], d["out_size"]),
                       pair=pair, skip_errors=d["skip_errors"], max_skip_fraction=d["max_skip_fraction"],
-                      io_timeout=d["io_timeout"], io_retries=d["io_retries"])
+                      io_timeout=d["io_timeout"], io_retries=d["io_retries"], decode=d["decode"])
     return PairLoader(sc, num_workers=d["num_workers"], rank=rank, world_size=world)
 
 
@@ -103,6 +104,7 @@ def train(args) -> int:
         print(dump_yaml(cfg))
         return 0
     require_pretraining(cfg, args.config)
+    make_decoder(cfg["data"]["decode"])        # data.decode=gpu without CUDA: refused before the run folder
     if args.out:
         cfg["train"]["out"] = args.out
     tcfg = cfg["train"]
