@@ -32,6 +32,7 @@ from train.model import CSTPModel
 from train.optim import build_optimizer
 from train.run_folder import prepare_run_folder
 from train.runlog import RunLog
+from train.threads import set_threads
 from train.sync_bn import convert_sync_bn
 
 
@@ -105,6 +106,7 @@ def train(args) -> int:
         return 0
     require_pretraining(cfg, args.config)
     make_decoder(cfg["data"]["decode"])        # data.decode=gpu without CUDA: refused before the run folder
+    threads = set_threads(cfg["data"]["num_workers"])
     if args.out:
         cfg["train"]["out"] = args.out
     tcfg = cfg["train"]
@@ -152,7 +154,7 @@ def train(args) -> int:
     log = RunLog(out, start_step=step, log_every=tcfg["log_every"], clips_per_step=2 * global_batch,
                  tensorboard=tcfg["tensorboard"], enabled=rank == 0)
     summary = start_summary(cfg, loader.epoch_summary()["videos_in_split"], steps_per_epoch, total, step, world,
-                            device, compiled, channels_last)
+                            device, compiled, channels_last) + f"; {threads}"
     if rank == 0:
         print(summary, flush=True)
     log.event("start", step, summary=summary, world_size=world, global_batch=global_batch, device=str(device))

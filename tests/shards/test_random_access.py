@@ -80,3 +80,26 @@ def test_evenly_spaced_clips(n):
         assert np.allclose(centres, (np.arange(10) + 0.5) * n / 10, atol=1.0)
     else:
         assert clips[-1, -1] == n - 1 if n >= 16 else clips[0, -1] == n - 1
+
+
+def test_a_tar_header_whose_checksum_disagrees_is_a_frame_mismatch(flat_shards, tmp_path):  # noqa: F811
+    """Name and size right, one byte of the mtime field changed: the vectorised checksum catches it."""
+    import shutil
+
+    from shards.random_access import FrameMismatch, header_sums, stored_checksum
+
+    site = tmp_path / "site"
+    shutil.copytree(flat_shards, site)
+    idx = read_index(site)
+    row = int(idx.select()[2])
+    offs, _ = idx.frames_of(row)
+    tar = site / idx.shards[idx.shard[row]]
+    data = bytearray(tar.read_bytes())
+    hdr = int(offs[7]) - 512
+    assert header_sums(bytes(data), np.array([hdr]))[0] == stored_checksum(bytes(data[hdr:hdr + 512]))
+    data[hdr + 140] = ord("7") if data[hdr + 140] != ord("7") else ord("6")      # inside mtime (136..147)
+    tar.write_bytes(bytes(data))
+    reader = FrameReader(str(site))
+    assert len(reader.read_jpegs(row, [5, 6])) == 2
+    with pytest.raises(FrameMismatch, match=rf"frame 7 of {idx.keys()[row]}: the tar member at byte {hdr}"):
+        reader.read_jpegs(row, [6, 7, 8])
