@@ -10,7 +10,7 @@ import torch
 from shards.decode import DECODERS, SimpleJpegDecoder, make_decoder
 from shards.decode_torch import DeviceStage, TorchvisionDecoder
 from shards.errors import InputError
-from shards.loader import ClipPairStream, PairLoader, StreamConfig
+from shards.stream import ClipPairStream, PairLoader, StreamConfig
 from tests.conftest import ROOT
 
 NO_CUDA = not torch.cuda.is_available()
