@@ -181,7 +181,7 @@ def finetune_split(args, reader, backbone, split, device, rank, world):
 @command(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    print(f"{PROG}: {set_threads()}", file=sys.stderr, flush=True)
+    set_threads()                      # intra-op threads from the cores (OMP_NUM_THREADS wins)
     reader = FrameReader(args.shards)
     check_crop(reader.index, args.crop, args.short_side)
     splits = [x.strip() for x in args.splits.split(",") if x.strip()]

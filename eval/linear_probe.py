@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.epochs < 1:
         raise InputError(f"--epochs {args.epochs}: the classifier needs at least 1 step; the default is 100")
-    print(f"{PROG}: {set_threads()}", file=sys.stderr, flush=True)
+    set_threads()                      # intra-op threads from the cores (OMP_NUM_THREADS wins)
     reader = FrameReader(args.shards)
     idx = reader.index
     check_crop(idx, args.crop, args.short_side)

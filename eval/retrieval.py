@@ -80,7 +80,7 @@ def capped(ks, gallery: int) -> dict:
 @command(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    print(f"{PROG}: {set_threads()}", file=sys.stderr, flush=True)
+    set_threads()                      # intra-op threads from the cores (OMP_NUM_THREADS wins)
     if args.features_in:
         data = load_features(args.features_in)
         reader = FrameReader(args.shards) if args.shards else None
