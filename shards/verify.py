@@ -2,6 +2,10 @@
 decodability at the recorded H x W, and counts. Exit status 1 on any mismatch, and for a set that
 holds no video at all; 2 when there is no readable index.
 
+Each frame goes through the loader's decoder (shards.decode): its header's size is compared with the
+index's before it is decoded, strictly (libjpeg's warnings, such as a lost tail, count), into one
+reused buffer; a bad frame is named with its video and frame number. Memory stays at one frame.
+
     python -m shards.verify DIR [--quick]
 """
 from __future__ import annotations

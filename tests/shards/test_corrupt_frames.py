@@ -126,3 +126,23 @@ def test_verify_names_a_bomb_in_one_line_without_decoding_it(bomb_set):
     assert problems == [f"{tar.name}: video {index_id(shards, row)}: frame {frame}: {BOMB} ({key}.{frame:05d}.jpg)"]
     assert peak < 64e6, f"verify's peak {peak / 1e6:.0f} MB of Python/numpy allocations (one frame is 66 kB)"
     assert took < 60
+
+
+def test_verify_decodes_strictly_a_frame_whose_tail_is_lost(real_ucf_shards, tmp_path):
+    """The last third of a frame zeroed (same length): libjpeg only warns ("premature end") and a
+    lenient decode gives grey rows; verify, like the loader, names it."""
+    from shards.verify import verify
+
+    bad = tmp_path / "shards"
+    shutil.copytree(real_ucf_shards, bad)
+    index = read_index(bad)
+    row = int(index.select()[1])
+    offs, sizes = index.frames_of(row)
+    tar = bad / index.shards[index.shard[row]]
+    data = bytearray(tar.read_bytes())
+    o, s = int(offs[9]), int(sizes[9])
+    data[o + 2 * s // 3: o + s] = bytes(s - 2 * s // 3)
+    tar.write_bytes(bytes(data))
+    problems, _ = verify(bad, progress=False)
+    assert problems == [f"{tar.name}: video {index.video_id[row]}: frame 9: JPEG does not decode (Premature end of "
+                        f"JPEG file) ({index.keys()[row]}.00009.jpg)"]
