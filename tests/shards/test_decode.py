@@ -69,3 +69,16 @@ def test_gpu_decoding_without_cuda_is_refused(real_ucf_shards, tmp_path):
     assert p.stderr.strip().splitlines() == ["pretrain: data.decode=gpu decodes with CUDA, and torch.cuda.is_available() "
                                              "is False on this machine; use data.decode=cpu"]
     assert not out.exists()
+
+
+def test_the_gpu_stage_through_a_worker(real_ucf_shards):
+    """PairLoader with data.decode=gpu (its decoder on the CPU here): the worker sends JPEG bytes and
+    geometry through the DataLoader, the main process decodes; batches match the cpu loader's."""
+    cfg = dict(batch_size=4, out_size=(64, 64), seed=3)
+    cpu = list(PairLoader(StreamConfig(str(real_ucf_shards), **cfg), num_workers=1, pin_memory=False))
+    gpu = list(PairLoader(StreamConfig(str(real_ucf_shards), decode="gpu", **cfg), num_workers=1, pin_memory=False,
+                          device="cpu"))
+    assert [b["video_id"] for b in gpu] == [b["video_id"] for b in cpu] and len(cpu) == 2
+    for a, b in zip(cpu, gpu):
+        assert torch.equal(a["overlap_t"], b["overlap_t"]) and torch.equal(a["idx2"], b["idx2"])
+        assert (a["clip1"].int() - b["clip1"].int()).abs().max() <= 2
