@@ -25,6 +25,9 @@ def one(size: str, way: str, queries: int | None) -> dict:
     import torch
 
     from eval.knn import topk_cosine
+    from train.threads import set_threads
+
+    set_threads()
 
     g_n, q_n = SIZES[size]
     q_n = queries or q_n

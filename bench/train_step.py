@@ -31,6 +31,7 @@ from train.loop import Trainer  # noqa: E402
 from train.model import CSTPModel  # noqa: E402
 from train.optim import build_optimizer  # noqa: E402
 from train.runlog import RunLog  # noqa: E402
+from train.threads import set_threads  # noqa: E402
 
 VARIANTS = {                      # name: (channels_last, compile)
     "eager": (False, False),
@@ -104,7 +105,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     setup_device(device)
-    what = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    threads = set_threads(2 if args.shards else 0)
+    what = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    what += f", {threads}"
     print(f"device: {what}; {args.batch} pairs/step, {args.frames}x{args.size}x{args.size}, "
           f"bf16 autocast: {device.type == 'cuda'}; {args.warmup} warm-up + {args.steps} timed steps")
     for name in args.backbones.split(","):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from shards.augment import MEAN, STD
-from shards.clips import center_box, clip_from_frames
+from shards.clips import center_box
 from shards.errors import InputError
 from shards.random_access import FrameReader, evenly_spaced_clips
 
@@ -66,9 +66,8 @@ def clips_at(reader: FrameReader, row: int, idx: np.ndarray, crop: int, short_si
     """[K, 3, T, crop, crop] uint8: the clips of frame numbers ``idx`` [K, T], centre crop, each frame read once."""
     needed = np.unique(idx)
     frames = reader.read_frames(row, needed)
-    h, w = frames.shape[1:3]
-    box = eval_box(h, w, crop, short_side)
-    return torch.stack([clip_from_frames(frames, np.searchsorted(needed, c), box, 0, (crop, crop)) for c in idx])
+    box = eval_box(int(reader.index.attrs["height"]), int(reader.index.attrs["width"]), crop, short_side)
+    return torch.stack([reader.decoder.clip(frames, np.searchsorted(needed, c), box, 0, (crop, crop)) for c in idx])
 
 
 def video_clips(reader: FrameReader, row: int, n_clips: int, clip_len: int, crop: int,

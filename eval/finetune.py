@@ -35,6 +35,7 @@ from shards.random_access import FrameReader
 from train import ddp as D
 from train.checkpoint import load_backbone
 from train.sync_bn import convert_sync_bn
+from train.threads import set_threads
 
 PROG = "finetune.py"
 
@@ -180,6 +181,7 @@ def finetune_split(args, reader, backbone, split, device, rank, world):
 @command(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    set_threads()                      # intra-op threads from the cores (OMP_NUM_THREADS wins)
     reader = FrameReader(args.shards)
     check_crop(reader.index, args.crop, args.short_side)
     splits = [x.strip() for x in args.splits.split(",") if x.strip()]

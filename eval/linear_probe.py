@@ -23,6 +23,7 @@ from eval.report import table, write_results
 from shards.errors import InputError, command, parser
 from shards.random_access import FrameReader
 from train.checkpoint import load_backbone
+from train.threads import set_threads
 
 PROG = "linear_probe.py"
 
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.epochs < 1:
         raise InputError(f"--epochs {args.epochs}: the classifier needs at least 1 step; the default is 100")
+    set_threads()                      # intra-op threads from the cores (OMP_NUM_THREADS wins)
     reader = FrameReader(args.shards)
     idx = reader.index
     check_crop(idx, args.crop, args.short_side)

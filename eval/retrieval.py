@@ -24,6 +24,7 @@ from eval.report import retrieval_figure, table, write_results
 from shards.errors import InputError, command, parser
 from shards.random_access import FrameReader
 from train.checkpoint import load_backbone
+from train.threads import set_threads
 
 PROG = "retrieval.py"
 KS = (1, 5, 10, 20, 50)
@@ -79,6 +80,7 @@ def capped(ks, gallery: int) -> dict:
 @command(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    set_threads()                      # intra-op threads from the cores (OMP_NUM_THREADS wins)
     if args.features_in:
         data = load_features(args.features_in)
         reader = FrameReader(args.shards) if args.shards else None

@@ -1,4 +1,5 @@
-"""The clip-pair loader: an IterableDataset over the epoch plan, and a resumable DataLoader on it.
+"""The clip-pair loader: an IterableDataset over the epoch plan (its resumable DataLoader,
+PairLoader, is in shards.pair_loader).
 
 Each DataLoader worker computes its part of the epoch plan (shards.epoch_plan) from (seed, epoch)
 itself, so workers persist across epochs: the epoch and the batches already delivered reach them
@@ -19,12 +20,13 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .clips import CorruptFrame
+from .decode import CorruptFrame, SimpleJpegDecoder, check_headers
+from .decode_torch import add_encoded, new_encoded_batch
 from .epoch_plan import (EpochOrder, batches_done, batches_per_rank, role_of, split_advice, worker_quotas,
                          worker_rows)
 from .errors import CstpError
 from .index import ShardIndex, read_index
-from .pairs import decode_pair, draw, fill, new_batch
+from .pairs import draw, fill, needed_frames, new_batch
 from .readers import ReadContext, ShardDataError, local_samples, streamed_samples
 from .sampling import PairConfig, min_frames
 from .sources import is_url
@@ -53,6 +55,8 @@ class StreamConfig:
     max_skip_fraction: float = 0.01   # with skip_errors: stop once more than this fraction of an epoch is skipped
     io_timeout: float = 60.0          # seconds allowed per remote read
     io_retries: int = 3               # retries of a transient remote error, with backoff
+    decode: str = "cpu"               # data.decode: "cpu" decodes in the workers; "gpu": workers send JPEG
+                                      # bytes and the training process decodes them (shards.decode_torch)
 
 
 def dist_env() -> tuple[int, int]:
@@ -96,6 +100,8 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         # [epoch, delivered, samples skipped by each worker slot]: shared with persistent workers
         self.shared = torch.zeros(2 + self.num_workers, dtype=torch.int64).share_memory_()
         self.ring: list[list[dict]] | None = None
+        self.height, self.width = int(self.index.attrs["height"]), int(self.index.attrs["width"])
+        self._decoder, self._frames = SimpleJpegDecoder(), None
 
     def batches_per_epoch(self, epoch: int | None = None) -> int:
         return self.batches
@@ -125,7 +131,7 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         worker = role_of(slot, n_workers, delivered)
         quota = worker_quotas(self.batches, n_workers)[worker]
         rows = worker_rows(self.order.delivered(epoch), self.rank, worker, self.cfg.batch_size, n_workers, self.batches)
-        ring = info is not None and self.ring is not None     # a plain DataLoader gets fresh batches
+        ring = info is not None and self.ring is not None     # a plain DataLoader gets fresh batches (and gpu decoding)
         buffers = self._ring_of(slot) if ring else None
         batches = self._batches(rows, epoch, worker, slot, quota, batches_done(worker, n_workers, delivered), buffers)
         if info is None:
@@ -161,16 +167,16 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         for row, pair, frames in self._samples(rows, epoch, worker, done * B):
             if produced >= quota:
                 break
-            try:
-                needed, decoded = decode_pair(pair, frames)
-            except CorruptFrame as exc:
-                self._fail(f"shard {self.ctx.shard_location(row)}: video {self.keys[row]}: frame {exc.position}: "
-                           f"{exc.reason}", 1)
+            sample = self._sample(row, pair, frames)
+            if sample is None:
                 continue
             if batch is None:
-                batch = next(buffers) if buffers is not None else new_batch(B, cfg.pair.clip_len, cfg.out_size)
-            fill(batch, filled, pair, needed, decoded, int(self.index.label[row]), str(self.index.video_id[row]),
-                 cfg.out_size)
+                batch = next(buffers) if buffers is not None else self._new_batch()
+            label, vid = int(self.index.label[row]), str(self.index.video_id[row])
+            if cfg.decode == "cpu":
+                fill(batch, filled, pair, *sample, label, vid, cfg.out_size)
+            else:
+                add_encoded(batch, filled, pair, *sample, label, vid, self.ctx.shard_location(row))
             filled += 1
             if filled == B:
                 produced, filled = produced + 1, 0
@@ -179,6 +185,29 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         if produced < quota:
             raise ShardDataError(f"rank {self.rank} worker {worker} produced {produced} of its {quota} batches "
                                  f"in epoch {epoch}; errors: {self.errors[:3]}")
+
+    def _new_batch(self) -> dict:
+        c = self.cfg
+        if c.decode == "cpu":
+            return new_batch(c.batch_size, c.pair.clip_len, c.out_size)
+        return new_encoded_batch(c.batch_size, c.pair.clip_len)
+
+    def _sample(self, row: int, pair, frames: dict[int, bytes]) -> tuple | None:
+        """(needed frame numbers, their pixels (cpu) or JPEG bytes (gpu)), each frame's header checked
+        against the index's H x W first; None for a corrupt frame (named through _fail)."""
+        needed = needed_frames(pair)
+        jpegs = [frames[int(f)] for f in needed]
+        try:
+            if self.cfg.decode != "cpu":
+                check_headers(jpegs, self.height, self.width)
+                return needed, jpegs
+            if self._frames is None:     # the worker's one frame buffer: a pair needs at most 2T frames
+                self._frames = np.empty((2 * self.cfg.pair.clip_len, self.height, self.width, 3), np.uint8)
+            return needed, self._decoder.frames(jpegs, self.height, self.width, out=self._frames)
+        except CorruptFrame as exc:
+            self._fail(f"shard {self.ctx.shard_location(row)}: video {self.keys[row]}: frame "
+                       f"{int(needed[exc.position])}: {exc.reason}", 1)
+            return None
 
     def _samples(self, rows: np.ndarray, epoch: int, worker: int, skip: int) -> Iterator:
         """The worker's (row, pair, frames), its first ``skip`` passed over (a resumed epoch).
@@ -223,77 +252,3 @@ def _shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:
             yield buf.pop(rng.randrange(len(buf)))
     while buf:
         yield buf.pop(rng.randrange(len(buf)))
-
-
-class PairLoader:
-    """A DataLoader over a ClipPairStream with persistent workers, counting delivered batches so it
-    can be resumed mid-epoch."""
-
-    def __init__(self, cfg: StreamConfig, num_workers: int = 0, rank: int | None = None,
-                 world_size: int | None = None, pin_memory: bool | None = None):
-        self.dataset = ClipPairStream(cfg, num_workers=num_workers, rank=rank, world_size=world_size)
-        self.num_workers = num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.epoch = 0
-        self.delivered = 0
-        self._loader = None
-        self._videos: set[str] = set()
-
-    def __len__(self) -> int:
-        return self.dataset.batches
-
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self.epoch, self.delivered = epoch, 0
-
-    def epoch_summary(self) -> dict:
-        """The latest epoch on this rank: videos in the split (all ranks), distinct videos this rank
-        delivered, samples its workers skipped (skip_errors)."""
-        return {"videos_in_split": len(self.dataset.selected), "videos_delivered": len(self._videos),
-                "samples_skipped": self.dataset.skipped()}
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "delivered": self.delivered, "seed": self.dataset.cfg.seed}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("seed", self.dataset.cfg.seed) != self.dataset.cfg.seed:
-            raise ValueError(f"loader state is for seed {state['seed']}, this loader has {self.dataset.cfg.seed}")
-        self.epoch, self.delivered = int(state["epoch"]), int(state["delivered"])
-
-    def _source(self):
-        if not self.num_workers:
-            return iter(self.dataset)
-        if self._loader is None:
-            self.dataset.make_ring()
-            # pinning happens in _owned: the workers send slot numbers, not tensors
-            self._loader = torch.utils.data.DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers,
-                                                       persistent_workers=True, prefetch_factor=PREFETCH)
-        return iter(self._loader)
-
-    def _owned(self, batch: dict) -> dict:
-        """The batch in memory of its own (pinned when pinning). A worker's batch is copied out of
-        its ring slot here, before the next one is asked for."""
-        if "ring" in batch:
-            slot, k = batch["ring"]
-            batch = {**self.dataset.ring[slot][k], "video_id": batch["video_id"]}
-        elif not self.pin_memory:
-            return batch
-        return {key: torch.empty_like(v, pin_memory=self.pin_memory).copy_(v) if isinstance(v, torch.Tensor) else v
-                for key, v in batch.items()}
-
-    def __iter__(self) -> Iterator[dict]:
-        if self.delivered == 0:
-            self._videos = set()
-            self.dataset.reset_skipped()
-        self.dataset.set_epoch(self.epoch, self.delivered)
-        for batch in self._source():
-            if isinstance(batch, _WorkerFailure):
-                raise batch.exc
-            batch = self._owned(batch)
-            self.delivered += 1
-            self._videos.update(batch["video_id"])
-            yield batch
-        if self.delivered != len(self):
-            raise ShardDataError(f"epoch {self.epoch} delivered {self.delivered} of {len(self)} batches")
-        self.epoch += 1
-        self.delivered = 0

@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 import torch
 
-from .clips import CorruptFrame, clip_from_frames, decode_jpegs
+from .clips import clip_from_frames
 from .sampling import PairConfig, PairSample, sample_pair
 
 # PairSample's fields by shape: one index a pair, one frame index a clip frame, one box a crop
@@ -43,9 +43,7 @@ def new_batch(batch_size: int, clip_len: int, out_size: tuple[int, int]) -> dict
     # (Consumers see the contract's shape; .contiguous() gives the dense layout where needed.)
     return {"clip1": torch.empty((B, T, h, w, 3), dtype=torch.uint8).permute(0, 4, 1, 2, 3),
             "clip2": torch.empty((B, T, h, w, 3), dtype=torch.uint8).permute(0, 4, 1, 2, 3),
-            **{k: torch.empty(B, dtype=torch.long) for k in (*INDICES, "label")},
-            **{k: torch.empty((B, T), dtype=torch.long) for k in FRAMES},
-            **{k: torch.empty((B, 4), dtype=torch.long) for k in BOXES}, "video_id": []}
+            **geometry_slots(B, T)}
 
 
 def geometry(samples: list[PairSample]) -> dict[str, torch.Tensor]:
@@ -54,20 +52,24 @@ def geometry(samples: list[PairSample]) -> dict[str, torch.Tensor]:
             **{k: torch.from_numpy(np.stack([getattr(p, k) for p in samples])).long() for k in FRAMES}}
 
 
-def decode_pair(p: PairSample, frames: dict[int, bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """(needed frame numbers, their decoded [n, H, W, 3] pixels); CorruptFrame names the frame number."""
-    needed = needed_frames(p)
-    try:
-        return needed, decode_jpegs([frames[int(f)] for f in needed])
-    except CorruptFrame as exc:
-        raise CorruptFrame(int(needed[exc.position]), exc.reason) from None
-
-
 def fill(batch: dict, i: int, p: PairSample, needed: np.ndarray, decoded: np.ndarray, label: int,
          video_id: str, out_size: tuple[int, int]) -> None:
     """Write one video's clip pair into slot ``i`` of ``batch``."""
     clip_from_frames(decoded, np.searchsorted(needed, p.idx1), p.box1, 0, out_size, batch["clip1"][i])
     clip_from_frames(decoded, np.searchsorted(needed, p.idx2), p.box2, 0, out_size, batch["clip2"][i])
+    put_geometry(batch, i, p, label, video_id)
+
+
+def geometry_slots(batch_size: int, clip_len: int) -> dict:
+    """A batch's geometry part, empty: every PairSample field, the class label and the video ids."""
+    B, T = batch_size, clip_len
+    return {**{k: torch.empty(B, dtype=torch.long) for k in (*INDICES, "label")},
+            **{k: torch.empty((B, T), dtype=torch.long) for k in FRAMES},
+            **{k: torch.empty((B, 4), dtype=torch.long) for k in BOXES}, "video_id": []}
+
+
+def put_geometry(batch: dict, i: int, p: PairSample, label: int, video_id: str) -> None:
+    """Write one pair's geometry, its video's class and id into slot ``i`` of ``batch``."""
     for k in INDICES:
         batch[k][i] = getattr(p, k)
     for k in FRAMES:

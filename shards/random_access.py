@@ -1,7 +1,7 @@
 """Any frames of any video through the index's byte offsets, without reading a shard through.
 
-Frames of one video are consecutive tar members, so a run of consecutive frame numbers is fetched
-with one ranged read (local ``pread``, or a byte range of any URL fsspec reads: http(s), s3, gs,
+Frames of one video are consecutive tar members, so a run of consecutive frame numbers (and runs
+close to each other) is fetched with one ranged read (local ``pread``, or a byte range of any URL fsspec reads: http(s), s3, gs,
 memory...) and sliced by the index's offsets; a video's runs go out as one batch of ranges.
 Evaluation uses it for evenly spaced clips per video.
 """
@@ -11,8 +11,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .clips import decode_jpegs
-from .format import STATUS_OK, frame_member, tar_header_ok
+from .decode import CorruptFrame, Decoder, frame_error, make_decoder
+from .format import STATUS_OK, frame_member
 from .index import ShardIndex, read_index
 from .sources import RangeReader, join
 from .tar_stream import BLOCK, _octal
@@ -33,25 +33,39 @@ class FrameMismatch(ValueError):
     """A tar member where the index puts a frame is not that frame (wrong name or size)."""
 
 
-def fetch_frames(read, key: str, offsets: np.ndarray, sizes: np.ndarray, frames, read_many=None) -> dict[int, bytes]:
-    """{frame: JPEG bytes} for ``frames`` of the video ``key``, one ``read(start, end)`` per run
-    (or one ``read_many([(start, end), ...])`` for all runs, where given).
+# Frames of a pair at a playback rate above 1 are not consecutive: reading each run alone cost a
+# worker one pread and its Python per frame. Runs less than this many bytes apart are read as one
+# range (the bytes between are read and dropped): far cheaper than a call, let alone a request.
+MERGE_GAP = 64 * 1024
 
-    Each run is read from the header block of its first frame, so every frame's 512-byte tar header
-    lies inside the buffer and is checked (name, size, checksum): a shard that disagrees with its
-    index fails here instead of handing out the wrong pixels.
+
+def fetch_frames(read, key: str, offsets: np.ndarray, sizes: np.ndarray, frames, read_many=None,
+                 merge_gap: int = MERGE_GAP) -> dict[int, bytes]:
+    """{frame: JPEG bytes} for ``frames`` of the video ``key``, one ``read(start, end)`` per range
+    (or one ``read_many([(start, end), ...])`` for all ranges, where given): runs of consecutive
+    frames, and runs less than ``merge_gap`` bytes apart, are one range.
+
+    Each range is read from the header block of its first frame, so every frame's 512-byte tar
+    header lies inside the buffer and is checked (name, size, checksum): a shard that disagrees with
+    its index fails here instead of handing out the wrong pixels.
     """
     out: dict[int, bytes] = {}
-    spans = runs(frames)
-    ranges = [(int(offsets[a]) - BLOCK, int(offsets[b] + sizes[b])) for a, b in spans]
-    blobs = read_many(ranges) if read_many is not None else [read(s, e) for s, e in ranges]
-    for (a, b), (start, _), blob in zip(spans, ranges, blobs):
-        for f in range(a, b + 1):
-            at = int(offsets[f]) - start
+    idx = np.unique(np.asarray(frames, np.int64))
+    if not len(idx):
+        return out
+    starts = offsets[idx].astype(np.int64) - BLOCK
+    padded_ends = offsets[idx].astype(np.int64) + (sizes[idx].astype(np.int64) + BLOCK - 1) // BLOCK * BLOCK
+    groups = np.split(idx, np.flatnonzero(starts[1:] - padded_ends[:-1] > merge_gap) + 1)   # consecutive: 0 apart
+    ranges = [(int(offsets[g[0]]) - BLOCK, int(offsets[g[-1]] + sizes[g[-1]])) for g in groups]
+    blobs = read_many(ranges) if read_many is not None else [read(a, b) for a, b in ranges]
+    for g, (start, _), blob in zip(groups, ranges, blobs):
+        ats = offsets[g].astype(np.int64) - start
+        sums = header_sums(blob, ats - BLOCK)
+        for f, at, total in zip(g.tolist(), ats.tolist(), sums.tolist()):
             hdr = blob[at - BLOCK: at]
             name = frame_member(key, f).encode()[:100]
             if (hdr[:100].rstrip(b"\0") != name or _octal(hdr[124:136]) != int(sizes[f])
-                    or not tar_header_ok(hdr)):
+                    or stored_checksum(hdr) != total):
                 raise FrameMismatch(f"frame {f} of {key}: the tar member at byte {int(offsets[f]) - BLOCK} is "
                                     f"{hdr[:100].rstrip(bytes(1)).decode('utf-8', 'replace')!r}, not "
                                     f"{name.decode()!r} of {int(sizes[f])} bytes")
@@ -59,11 +73,33 @@ def fetch_frames(read, key: str, offsets: np.ndarray, sizes: np.ndarray, frames,
     return out
 
 
+def header_sums(blob: bytes, starts: np.ndarray) -> np.ndarray:
+    """The ustar checksum each 512-byte header at ``starts`` in ``blob`` should store (its bytes
+    summed, the checksum field counted as spaces), for all of them at once: summing each header in
+    Python cost a loader worker ~10 us per frame."""
+    hdrs = np.frombuffer(blob, np.uint8)[starts[:, None] + np.arange(BLOCK)].astype(np.int64)
+    return hdrs.sum(axis=1) - hdrs[:, 148:156].sum(axis=1) + 8 * 32
+
+
+def stored_checksum(header: bytes) -> int:
+    """The checksum a header stores (-1 where the field is not octal)."""
+    text = header[148:156].rstrip(b"\0 ").strip()
+    try:
+        return int(text, 8) if text else 0
+    except ValueError:
+        return -1
+
+
 class FrameReader:
-    """Frames by row and frame number; ``timeout`` and ``retries`` apply to each remote read."""
+    """Frames by row and frame number; ``timeout`` and ``retries`` apply to each remote read; frames
+    are decoded by ``decoder`` (a name in shards.decode.DECODERS, or a Decoder), whose ``clip`` makes
+    clips of them."""
 
     def __init__(self, shards: str, index: ShardIndex | None = None, max_open: int = 16,
-                 timeout: float = 60.0, retries: int = 3):
+                 timeout: float = 60.0, retries: int = 3, decoder: str | Decoder = "cpu", device=None,
+                 merge_gap: int = MERGE_GAP):
+        self.decoder = make_decoder(decoder, device)
+        self.merge_gap = merge_gap
         self.location = str(shards)
         self.timeout, self.retries = timeout, retries
         self.index = index if index is not None else read_index(shards)
@@ -96,12 +132,21 @@ class FrameReader:
             self.reads += len(ranges)
             return reader.read_many(ranges)
 
-        got = fetch_frames(reader.read, self.keys[row], offs, sizes, frames, read_many=read_many)
+        got = fetch_frames(reader.read, self.keys[row], offs, sizes, frames, read_many=read_many,
+                           merge_gap=self.merge_gap)
         return [got[int(f)] for f in frames]
 
-    def read_frames(self, row: int, frames) -> np.ndarray:
-        """[n, H, W, 3] uint8 RGB."""
-        return decode_jpegs(self.read_jpegs(row, frames))
+    def read_frames(self, row: int, frames):
+        """The decoder's frames (the CPU decoder: [n, H, W, 3] uint8 RGB), each JPEG's header checked
+        against the index's H x W first; a corrupt frame is a CorruptFrameError naming shard, video and
+        frame number."""
+        frames = np.asarray(frames, np.int64)
+        jpegs = self.read_jpegs(row, frames)
+        try:
+            return self.decoder.frames(jpegs, int(self.index.attrs["height"]), int(self.index.attrs["width"]))
+        except CorruptFrame as exc:
+            shard = join(self.location, self.index.shards[int(self.index.shard[row])])
+            raise frame_error(shard, str(self.index.video_id[row]), frames, exc) from None
 
     def close(self) -> None:
         for r in self._open.values():

@@ -17,6 +17,8 @@ from typing import Any, Callable, Dict, List, Optional
 from shards.augment import AugmentConfig
 from shards.sampling import PairConfig, overlap_candidates
 
+from shards.decode import DECODERS
+
 from .backbones import BACKBONES, INITS
 from .methods import METHODS
 from .optim import OPTIMIZERS
@@ -93,6 +95,8 @@ class DataSection:
     split: str = opt("1", 'train on this split\'s train videos; "all": every ok video')
     batch_size: int = opt(10, "clip pairs per rank (the authors: 60 in all, over 6 GPUs)", AT_LEAST_1)
     num_workers: int = opt(4, "loader processes per rank", NON_NEGATIVE)
+    decode: str = opt("cpu", "where JPEGs are decoded: cpu (loader workers, simplejpeg) or gpu (the training "
+                      "process, nvJPEG; workers only read bytes)", registry("decoder", DECODERS))
     clip_len: int = opt(_PAIR.clip_len, "frames per clip", Rule(">= 2", lambda v: v >= 2))
     out_size: int = opt(112, "clip height and width after the crop", AT_LEAST_1)
     rates: List[int] = opt(list(_PAIR.rates), "playback rates (frame strides); [1]: no playback-rate augmentation",

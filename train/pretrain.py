@@ -24,6 +24,7 @@ if __package__ in (None, ""):        # run by path: import this checkout's packa
 import torch  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
+from shards.decode import make_decoder
 from shards.errors import CstpError, command, parser
 
 from train import ddp as D
@@ -38,6 +39,7 @@ from train.preemption import EXIT_PREEMPTED
 from train.resume import ALLOWED_ON_RESUME, ResumeRefused, describe, record_line, restore, resumed_config
 from train.run_folder import prepare_run_folder, run_folder_lock, write_config
 from train.runlog import RunLog
+from train.threads import set_threads
 from train.sync_bn import convert_sync_bn
 
 
@@ -66,7 +68,7 @@ def make_loader(cfg, rank: int, world: int):
     sc = StreamConfig(d.shards, batch_size=d.batch_size, split=split,
                       seed=cfg.train.seed, shuffle_buffer=d.shuffle_buffer, out_size=(d.out_size, d.out_size),
                       pair=d.pair, skip_errors=d.skip_errors, max_skip_fraction=d.max_skip_fraction,
-                      io_timeout=d.io_timeout, io_retries=d.io_retries)
+                      io_timeout=d.io_timeout, io_retries=d.io_retries, decode=d.decode)
     return PairLoader(sc, num_workers=d.num_workers, rank=rank, world_size=world)
 
 
@@ -108,6 +110,7 @@ def train(args) -> int:
     if args.print_config:
         print(dump_yaml(cfg))
         return 0
+    make_decoder(cfg.data.decode)        # data.decode=gpu without CUDA: refused before the run folder
     if args.out:
         cfg.train.out = args.out
     out = Path(cfg.train.out)
@@ -147,6 +150,7 @@ def nothing_left(path: Path, step: int, total: int, cfg) -> int:
 def run(args, cfg, out: Path, rank: int, world: int, device, preempt) -> int:
     cfg, resuming = resolve(args, cfg, out, rank, world)
     require_pretraining(cfg, args.config)     # after resolve: a bare --resume auto takes data.shards from the run
+    threads = set_threads(cfg.data.num_workers)
     tcfg = cfg.train
     setup_device(device)
     torch.manual_seed(tcfg.seed)
@@ -174,7 +178,7 @@ def run(args, cfg, out: Path, rank: int, world: int, device, preempt) -> int:
 
     log = open_log(cfg, out, step, resuming, rank, global_batch)
     summary = start_summary(cfg, loader.epoch_summary()["videos_in_split"], steps_per_epoch, total, step, world,
-                            device, compiled, channels_last)
+                            device, compiled, channels_last) + f"; {threads}"
     if rank == 0:
         print(summary, flush=True)
     log.event("start", step, summary=summary, world_size=world, global_batch=global_batch, device=str(device))

@@ -14,7 +14,7 @@ def test_decode_jpegs_matches_simplejpeg():
     rng = np.random.default_rng(0)
     imgs = [rng.integers(0, 255, (20, 30, 3), dtype=np.uint8) for _ in range(3)]
     jpegs = [simplejpeg.encode_jpeg(i, quality=95) for i in imgs]
-    out = decode_jpegs(jpegs)
+    out = decode_jpegs(jpegs, 20, 30)
     assert out.shape == (3, 20, 30, 3)
     for j, o in zip(jpegs, out):
         assert np.array_equal(o, simplejpeg.decode_jpeg(j))
@@ -39,3 +39,51 @@ def test_center_box():
     assert center_box(128, 171, 112) == (29, 8, 112, 112)
     with pytest.raises(ValueError, match="larger"):
         center_box(100, 100, 112)
+
+
+# -- the loader's clips against the path they were made by before decoding became a stage -----------
+def reference_clip(frames: np.ndarray, which, box, size) -> torch.Tensor:
+    """The clip as the loader made it before shards.decode: gather the crop, antialiased bilinear
+    resize through F.interpolate, then [3, T, h, w]."""
+    x, y, w, h = box
+    t = torch.from_numpy(frames[np.asarray(which), y:y + h, x:x + w]).permute(0, 3, 1, 2)
+    t = F.interpolate(t, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    return t.permute(1, 0, 2, 3).contiguous()
+
+
+def test_loader_clips_equal_the_reference_path(real_ucf_shards):
+    """Tolerance 0: the new path (a crop view resized into the batch slot) runs the same uint8 kernel."""
+    from shards.index import read_index
+    from shards.pairs import draw, needed_frames
+    from shards.random_access import FrameReader
+    from shards.sampling import PairConfig
+    from shards.stream import ClipPairStream, StreamConfig
+
+    idx = read_index(real_ucf_shards)
+    H, W = int(idx.attrs["height"]), int(idx.attrs["width"])
+    batches = list(ClipPairStream(StreamConfig(str(real_ucf_shards), batch_size=2, out_size=(112, 112))))
+    reader, keys, rows = FrameReader(str(real_ucf_shards), idx), idx.keys(), {str(v): r for r, v in enumerate(idx.video_id)}
+    checked = 0
+    for b in batches:
+        for i, vid in enumerate(b["video_id"]):
+            row = rows[vid]
+            pair = draw(0, 0, keys[row], int(idx.n_frames[row]), H, W, PairConfig())
+            needed = needed_frames(pair)
+            frames = np.stack([simplejpeg.decode_jpeg(j, colorspace="RGB") for j in reader.read_jpegs(row, needed)])
+            for clip, fr, box in (("clip1", pair.idx1, pair.box1), ("clip2", pair.idx2, pair.box2)):
+                ref = reference_clip(frames, np.searchsorted(needed, fr), box, (112, 112))
+                assert torch.equal(b[clip][i], ref), (vid, clip)
+            checked += 1
+    assert checked == 10        # every delivered pair (11 videos, batches of 2)
+
+
+@pytest.mark.parametrize("which", [[0, 1, 2, 3], [1, 3, 5, 7], [6, 2, 2, 9], [4]])
+def test_views_and_gathers_give_the_same_clip(which):
+    """Evenly spaced frames are read as a view, others gathered: the same pixels either way."""
+    rng = np.random.default_rng(len(which))
+    frames = rng.integers(0, 255, (10, 60, 80, 3), dtype=np.uint8)
+    for size in ((32, 32), (50, 40), (40, 50)):          # down, up, as cropped
+        box = (7, 5, 50, 40)
+        out = torch.empty((len(which), *size, 3), dtype=torch.uint8).permute(3, 0, 1, 2)   # a batch slot's layout
+        got = clip_from_frames(frames, which, box, 0, size, out)
+        assert torch.equal(got, reference_clip(frames, which, box, size)) and got.data_ptr() == out.data_ptr()

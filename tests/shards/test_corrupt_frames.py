@@ -53,3 +53,96 @@ def test_with_skip_errors_it_is_skipped_counted_and_bounded(corrupt_set):
                                              rf"first: shard {tar}: video {key}: frame {frame}") as err:
         list(PairLoader(stream_cfg(shards, skip_errors=True), num_workers=1))
     assert isinstance(err.value, RunFailed) and err.value.exit_code == 1
+
+
+# -- a decompression bomb: a frame whose JPEG header claims 60000 x 60000 pixels --------------------
+def bomb(jpeg: bytes, side: int = 60000) -> bytes:
+    """``jpeg`` with its frame header (SOF0) saying side x side: same length, so the tar and the index
+    still agree with it; only a decoder that trusts the header allocates side^2 x 3 bytes."""
+    at = jpeg.index(b"\xff\xc0") + 5                  # marker, length (2), precision (1), then height, width
+    return jpeg[:at] + side.to_bytes(2, "big") * 2 + jpeg[at + 4:]
+
+
+@pytest.fixture
+def bomb_set(real_ucf_shards, tmp_path):
+    """A copy of the real shards where a frame epoch 0's pair of one video needs is a bomb."""
+    bad = tmp_path / "shards"
+    shutil.copytree(real_ucf_shards, bad)
+    index = read_index(bad)
+    row = int(index.select()[5])
+    key = index.keys()[row]
+    pair = draw(0, 0, key, int(index.n_frames[row]), int(index.attrs["height"]), int(index.attrs["width"]), PairConfig())
+    frame = int(needed_frames(pair)[4])
+    offs, sizes = index.frames_of(row)
+    tar = bad / index.shards[index.shard[row]]
+    data = bytearray(tar.read_bytes())
+    o, s = int(offs[frame]), int(sizes[frame])
+    data[o:o + s] = bomb(bytes(data[o:o + s]))
+    tar.write_bytes(bytes(data))
+    return bad, tar, row, key, frame
+
+
+BOMB = r"JPEG header says 60000x60000 pixels, the index says 128x171"
+
+
+def test_a_bomb_is_a_corrupt_frame_for_the_loader(bomb_set):
+    shards, tar, row, key, frame = bomb_set
+    for decode in ("cpu", "gpu"):                     # gpu: the workers check the headers they send
+        with pytest.raises(ShardDataError, match=rf"^shard {tar}: video {key}: frame {frame}: {BOMB}$"):
+            list(ClipPairStream(stream_cfg(shards, decode=decode)))
+
+
+def test_a_bomb_is_a_corrupt_frame_for_random_access_and_eval(bomb_set):
+    from eval.features import clips_at
+    from shards.decode import CorruptFrameError
+    from shards.random_access import FrameReader
+
+    shards, tar, row, key, frame = bomb_set
+    reader = FrameReader(str(shards))
+    with pytest.raises(CorruptFrameError, match=rf"^shard {tar}: video {index_id(shards, row)}: frame {frame}: {BOMB}$") as err:
+        reader.read_frames(row, [0, frame, 1])
+    assert err.value.exit_code == 1
+    with pytest.raises(CorruptFrameError, match=rf"frame {frame}: {BOMB}"):
+        clips_at(reader, row, np.arange(frame - 3, frame + 5)[None], 112)
+
+
+def index_id(shards, row) -> str:
+    return str(read_index(shards).video_id[row])
+
+
+def test_verify_names_a_bomb_in_one_line_without_decoding_it(bomb_set):
+    import time
+    import tracemalloc
+
+    from shards.verify import verify
+
+    shards, tar, row, key, frame = bomb_set
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    problems, _ = verify(shards, progress=False)
+    took = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert problems == [f"{tar.name}: video {index_id(shards, row)}: frame {frame}: {BOMB} ({key}.{frame:05d}.jpg)"]
+    assert peak < 64e6, f"verify's peak {peak / 1e6:.0f} MB of Python/numpy allocations (one frame is 66 kB)"
+    assert took < 60
+
+
+def test_verify_decodes_strictly_a_frame_whose_tail_is_lost(real_ucf_shards, tmp_path):
+    """The last third of a frame zeroed (same length): libjpeg only warns ("premature end") and a
+    lenient decode gives grey rows; verify, like the loader, names it."""
+    from shards.verify import verify
+
+    bad = tmp_path / "shards"
+    shutil.copytree(real_ucf_shards, bad)
+    index = read_index(bad)
+    row = int(index.select()[1])
+    offs, sizes = index.frames_of(row)
+    tar = bad / index.shards[index.shard[row]]
+    data = bytearray(tar.read_bytes())
+    o, s = int(offs[9]), int(sizes[9])
+    data[o + 2 * s // 3: o + s] = bytes(s - 2 * s // 3)
+    tar.write_bytes(bytes(data))
+    problems, _ = verify(bad, progress=False)
+    assert problems == [f"{tar.name}: video {index.video_id[row]}: frame 9: JPEG does not decode (Premature end of "
+                        f"JPEG file) ({index.keys()[row]}.00009.jpg)"]

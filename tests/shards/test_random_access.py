@@ -42,9 +42,27 @@ def test_http_range_reads_match_local(flat_shards):  # noqa: F811
     row = int(idx.select()[3])
     local = FrameReader(str(flat_shards)).read_jpegs(row, [0, 5, 6, 7, 30])
     with range_http_server(flat_shards) as url:
-        remote = FrameReader(url)
+        remote = FrameReader(url, merge_gap=0)
         assert remote.read_jpegs(row, [0, 5, 6, 7, 30]) == local
-        assert remote.reads == 3
+        assert remote.reads == 3                     # one range per run of consecutive frames
+        merged = FrameReader(url)
+        assert merged.read_jpegs(row, [0, 5, 6, 7, 30]) == local
+        assert merged.reads == 1                     # runs a few small frames apart: one range
+
+
+def test_runs_close_together_are_one_read_and_far_apart_are_not(flat_shards):  # noqa: F811
+    idx = read_index(flat_shards)
+    row = int(idx.select()[0])
+    offs, sizes = idx.frames_of(row)
+    every_4th = list(range(0, 29, 4))                # a clip at playback rate 4
+    apart = FrameReader(str(flat_shards), idx, merge_gap=0)
+    close = FrameReader(str(flat_shards), idx)
+    assert close.read_jpegs(row, every_4th) == apart.read_jpegs(row, every_4th)
+    assert (apart.reads, close.reads) == (len(every_4th), 1)
+    gap = int(offs[4] - 512 - (offs[0] + (sizes[0] + 511) // 512 * 512))     # bytes between frames 0 and 4
+    just_below = FrameReader(str(flat_shards), idx, merge_gap=gap - 1)
+    just_below.read_jpegs(row, [0, 4])
+    assert just_below.reads == 2
 
 
 def test_a_server_without_range_support_is_a_clear_error(flat_shards):  # noqa: F811
@@ -80,3 +98,26 @@ def test_evenly_spaced_clips(n):
         assert np.allclose(centres, (np.arange(10) + 0.5) * n / 10, atol=1.0)
     else:
         assert clips[-1, -1] == n - 1 if n >= 16 else clips[0, -1] == n - 1
+
+
+def test_a_tar_header_whose_checksum_disagrees_is_a_frame_mismatch(flat_shards, tmp_path):  # noqa: F811
+    """Name and size right, one byte of the mtime field changed: the vectorised checksum catches it."""
+    import shutil
+
+    from shards.random_access import FrameMismatch, header_sums, stored_checksum
+
+    site = tmp_path / "site"
+    shutil.copytree(flat_shards, site)
+    idx = read_index(site)
+    row = int(idx.select()[2])
+    offs, _ = idx.frames_of(row)
+    tar = site / idx.shards[idx.shard[row]]
+    data = bytearray(tar.read_bytes())
+    hdr = int(offs[7]) - 512
+    assert header_sums(bytes(data), np.array([hdr]))[0] == stored_checksum(bytes(data[hdr:hdr + 512]))
+    data[hdr + 140] = ord("7") if data[hdr + 140] != ord("7") else ord("6")      # inside mtime (136..147)
+    tar.write_bytes(bytes(data))
+    reader = FrameReader(str(site))
+    assert len(reader.read_jpegs(row, [5, 6])) == 2
+    with pytest.raises(FrameMismatch, match=rf"frame 7 of {idx.keys()[row]}: the tar member at byte {hdr}"):
+        reader.read_jpegs(row, [6, 7, 8])

@@ -1,0 +1,152 @@
+"""Decoding as a stage: JPEG bytes -> frames -> clips, behind one interface.
+
+Every path that turns a shard's JPEGs into pixels (the loader's workers, random access, evaluation's
+feature extraction, ``verify``) asks a :class:`Decoder` for them, chosen by name from ``DECODERS``
+(``data.decode``): ``cpu`` (simplejpeg, here) or ``gpu`` (torchvision's nvJPEG decoder,
+``shards.decode_torch``). Another decoder is one more class with ``frames`` and ``clip``.
+
+Before any frame is decoded its JPEG header is read (a few microseconds) and its size compared with
+the index's H x W: a frame whose header claims 60000 x 60000 pixels is a corrupt frame, named as
+such, not a 10 GB allocation.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import simplejpeg
+import torch
+
+from .errors import InputError, RunFailed
+
+
+class CorruptFrame(ValueError):
+    """A JPEG that does not decode, or whose header disagrees with the index; ``position`` is its
+    place in the list given to the decoder."""
+
+    def __init__(self, position: int, reason: str):
+        super().__init__(f"frame {position}: {reason}")
+        self.position, self.reason = position, reason
+
+
+class CorruptFrameError(RunFailed):
+    """A corrupt frame of a named shard and video (the message names both and the frame number)."""
+
+
+def frame_error(shard: str, video: str, frames: Sequence[int], exc: CorruptFrame) -> CorruptFrameError:
+    """``exc`` (from decoding JPEGs of ``frames``, in that order) as one line naming shard, video and
+    the frame number within the video."""
+    return CorruptFrameError(f"shard {shard}: video {video}: frame {int(frames[exc.position])}: {exc.reason}")
+
+
+def check_headers(jpegs: Sequence[bytes], height: int, width: int) -> None:
+    """Each JPEG's header size against the index's ``height`` x ``width``, before any decoding."""
+    for i, j in enumerate(jpegs):
+        try:
+            h, w, _, _ = simplejpeg.decode_jpeg_header(j)
+        except ValueError as exc:
+            raise CorruptFrame(i, f"JPEG header does not parse ({exc})") from None
+        if (h, w) != (height, width):
+            raise CorruptFrame(i, f"JPEG header says {h}x{w} pixels, the index says {height}x{width}")
+
+
+class Decoder(Protocol):
+    """JPEGs of one video to frames (``frames``), frames to a clip tensor (``clip``)."""
+
+    name: str
+    device: torch.device
+
+    def frames(self, jpegs: Sequence[bytes], height: int, width: int, out: Any = None) -> Any:
+        """The decoded frames, in the decoder's own layout; raises CorruptFrame naming the position."""
+
+    def clip(self, frames: Any, which, box: tuple[int, int, int, int], degrees: int, size: tuple[int, int],
+             out: torch.Tensor | None = None) -> torch.Tensor:
+        """[3, T, h, w] uint8 on ``device``: frames ``which``, cropped to ``box`` (x, y, w, h), resized
+        to ``size``, rotated counter-clockwise by ``degrees``."""
+
+
+def as_slice(which) -> slice | np.ndarray:
+    """``which`` as a slice where its positions are evenly spaced and increasing (a view, no gather),
+    else as an index array. A clip of a pair is always such a run of the pair's needed frames."""
+    which = np.asarray(which, np.int64)
+    if len(which) == 1:
+        return slice(int(which[0]), int(which[0]) + 1)
+    step = int(which[1] - which[0])
+    if step > 0 and np.all(np.diff(which) == step):
+        return slice(int(which[0]), int(which[-1]) + 1, step)
+    return which
+
+
+class SimpleJpegDecoder:
+    """libjpeg-turbo through simplejpeg, the fastest CPU decoder installed here; frames are
+    [n, H, W, 3] uint8 numpy arrays decoded straight into one array (``out``: a caller's buffer)."""
+
+    name = "cpu"
+    device = torch.device("cpu")
+
+    def frames(self, jpegs: Sequence[bytes], height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
+        check_headers(jpegs, height, width)
+        if out is None or out.shape[0] < len(jpegs) or out.shape[1:] != (height, width, 3):
+            out = np.empty((len(jpegs), height, width, 3), np.uint8)
+        for i, j in enumerate(jpegs):
+            try:
+                # strict: a corrupt or truncated JPEG raises rather than giving grey pixels
+                simplejpeg.decode_jpeg(j, colorspace="RGB", buffer=out[i], strict=True)
+            except ValueError as exc:
+                raise CorruptFrame(i, f"JPEG does not decode ({exc})") from None
+        return out[:len(jpegs)]
+
+    def clip(self, frames: np.ndarray, which, box, degrees, size, out=None) -> torch.Tensor:
+        return clip_from_array(frames, which, box, degrees, size, out)
+
+
+def clip_from_array(frames: np.ndarray, which, box: tuple[int, int, int, int], degrees: int,
+                    size: tuple[int, int], out: torch.Tensor | None = None) -> torch.Tensor:
+    """One clip as [3, T, h, w] uint8 from [n, H, W, 3] ``frames`` (see Decoder.clip).
+
+    The crop is a view where ``which`` is evenly spaced (no gather), torch's uint8 channels-last
+    antialiased bilinear kernel (what F.interpolate runs) resizes it, and where ``out`` (a slot of a
+    channels-last batch) takes the result as is, the kernel writes into it: no copy of the pixels
+    besides the resize itself."""
+    x, y, w, h = box
+    t = torch.from_numpy(frames[as_slice(which), y:y + h, x:x + w]).permute(3, 0, 1, 2)     # [3, T, h, w] view
+    k = (degrees // 90) % 4
+    size = tuple(size)
+    if out is not None and not k:
+        return _resize(t, size, out)
+    r = _rotate(_resize(t, size, None), k)
+    return r.contiguous() if out is None else out.copy_(r)
+
+
+def _resize(t: torch.Tensor, size: tuple[int, int], out: torch.Tensor | None) -> torch.Tensor:
+    """[3, T, h, w] uint8 -> [3, T, *size], into ``out`` where given."""
+    if tuple(t.shape[-2:]) == size:
+        return t if out is None else out.copy_(t)
+    frames = t.transpose(0, 1)                    # [T, 3, h, w], channels-last strides
+    if out is not None and out.transpose(0, 1).is_contiguous(memory_format=torch.channels_last):
+        torch.ops.aten._upsample_bilinear2d_aa.out(frames, list(size), False, None, None, out=out.transpose(0, 1))
+        return out
+    r = torch.ops.aten._upsample_bilinear2d_aa(frames, list(size), False, None, None).transpose(0, 1)
+    return r if out is None else out.copy_(r)
+
+
+def _rotate(t: torch.Tensor, k: int) -> torch.Tensor:
+    return torch.rot90(t, k, dims=(2, 3)) if k else t
+
+
+def _gpu(device=None):
+    from .decode_torch import TorchvisionDecoder
+
+    return TorchvisionDecoder(device)
+
+
+DECODERS = {"cpu": lambda device=None: SimpleJpegDecoder(), "gpu": _gpu}
+
+
+def make_decoder(name: str | Decoder = "cpu", device=None) -> Decoder:
+    """The decoder ``name`` (a key of DECODERS), or ``name`` itself when it is one already."""
+    if not isinstance(name, str):
+        return name
+    if name not in DECODERS:
+        raise InputError(f"data.decode={name!r}: unknown decoder; choose one of {sorted(DECODERS)}")
+    return DECODERS[name](device)
