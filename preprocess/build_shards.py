@@ -20,7 +20,8 @@ import numpy as np
 
 from preprocess.build_lock import build_lock
 from preprocess.build_summary import split_table, write_failures
-from preprocess.interrupts import sigint_ignored_by_children, sigterm_as_interrupt
+from preprocess.cluster import connect
+from preprocess.interrupts import sigterm_as_interrupt
 from preprocess.plan import BuildPlan, plan_build
 from preprocess.rebuild import check_plan
 from shards import store
@@ -108,30 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "(other --fps, --size, --videos-per-shard ...) that --out holds")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
-
-
-def connect(args, in_process: bool = False):
-    """A client of ``--scheduler``'s cluster, or of a LocalCluster of our own (its worker threads
-    ``in_process`` when the output lives in this process's memory: memory://)."""
-    import dask
-    from distributed import Client, LocalCluster
-
-    if args.scheduler:
-        try:
-            return Client(args.scheduler, timeout="10s"), None
-        except (OSError, TimeoutError) as exc:
-            raise InputError(f"cannot reach the Dask scheduler at {args.scheduler}: {exc}") from None
-    n = args.workers or os.cpu_count() or 1
-    if in_process:
-        cluster = LocalCluster(n_workers=1, threads_per_worker=n, processes=False, dashboard_address=None,
-                               worker_dashboard_address=None)
-        return Client(cluster), cluster
-    # Workers forked from a forkserver, not spawned: each spawned worker re-imports distributed,
-    # and closing them takes a second more (2 workers on the shared 2-core CPU: start 3.1 -> 1.7 s,
-    # close 1.0 -> 0.1 s). The forkserver is single-threaded, so forking it is safe.
-    with sigint_ignored_by_children(), dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
-    return Client(cluster), cluster
 
 
 def _silence_distributed() -> None:

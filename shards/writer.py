@@ -79,6 +79,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
+_ZEROS = bytes(_BLOCK)
 
 
 def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
@@ -139,23 +140,25 @@ class ShardWriter:
         self._sha.update(data)
         self._offset += len(data)
 
-    def _add(self, name: str, data: bytes) -> tuple[int, int]:
-        self._write(member_header(name, len(data)))
-        at = self._offset
-        self._write(data)
-        if len(data) % _BLOCK:
-            self._write(bytes(_BLOCK - len(data) % _BLOCK))
-        return at, len(data)
-
     def add_sample(self, key: str, meta: dict, frames: list[bytes]) -> dict:
-        """Append one video; returns where its frames landed (byte offsets and sizes)."""
-        self._add(meta_member(key), json.dumps(meta, sort_keys=True).encode())
+        """Append one video; returns where its frames landed (byte offsets and sizes).
+
+        The video's members are laid out in memory and written (and hashed) in one call: three
+        writes and three hash updates per frame cost more than the tar's layout itself."""
+        chunks: list[bytes] = []
+        at = self._offset
         offsets, sizes = [], []
-        for i, jpg in enumerate(frames):
-            off, size = self._add(frame_member(key, i), jpg)
-            offsets.append(off)
-            sizes.append(size)
-        return {"frame_offset": offsets, "frame_size": sizes}
+        for name, data in [(meta_member(key), json.dumps(meta, sort_keys=True).encode()),
+                           *((frame_member(key, i), jpg) for i, jpg in enumerate(frames))]:
+            header = member_header(name, len(data))
+            at += len(header)
+            offsets.append(at)
+            sizes.append(len(data))
+            pad = -len(data) % _BLOCK
+            chunks += (header, data, _ZEROS[:pad]) if pad else (header, data)
+            at += len(data) + pad
+        self._write(b"".join(chunks))
+        return {"frame_offset": offsets[1:], "frame_size": sizes[1:]}
 
     def commit(self) -> int:
         """Finish the tar, fsync, rename into place; returns its size in bytes (``sha256`` is set)."""
@@ -163,7 +166,9 @@ class ShardWriter:
         if self._offset % _RECORD:
             self._write(bytes(_RECORD - self._offset % _RECORD))
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if self.path is not None:
+            # A spool file is read back by the upload, never after a crash: no fsync for it.
+            os.fsync(self._file.fileno())
         self._file.close()
         self.sha256 = self._sha.hexdigest()
         if self.path is not None:
