@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from preprocess.build_lock import build_lock
-from preprocess.build_summary import split_table, write_failures
+from preprocess.build_summary import short_videos, split_table, write_failures
 from preprocess.cluster import connect
 from preprocess.interrupts import sigterm_as_interrupt
 from preprocess.plan import BuildPlan, plan_build
@@ -242,9 +242,13 @@ def build(args, out: str, plan: BuildPlan, in_process: bool = False) -> int:
         cluster.close()
     wall = time.perf_counter() - t0
     if failed_tasks:
+        # Every task has ended, so no one writes the temporaries a failed one left (a full disk can
+        # fail the clean-up of its own tar).
+        stale = remove_stale_temporaries(out)
         for key, exc in failed_tasks:
             print(f"shard task {key} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        raise RunFailed(f"{len(failed_tasks)} of {len(specs)} shard tasks failed; the index was not written. "
+        raise RunFailed(f"{len(failed_tasks)} of {len(specs)} shard tasks failed; the index was not written"
+                        f"{f' ({stale} temporary files removed)' if stale else ''}. "
                         "Re-run the same command to redo only the unfinished shards.")
     stale = remove_stale_temporaries(out)
 
@@ -263,6 +267,9 @@ def build(args, out: str, plan: BuildPlan, in_process: bool = False) -> int:
           + (f" ({sum(sum(v['n_frames'] for v in r['videos']) for r in built) / wall:.0f} frames/s)" if built else "")
           + (f"; {stale} stale temporary files removed" if stale else ""))
     print(split_table(status, rows["split"], listing.splits, listing.roles))
+    print(short_videos(rows["video_id"], status, rows["n_frames"]))
+    if listing.both_roles:
+        print(listing.both_roles_warning().strip())
     for r in np.flatnonzero(status == STATUS_FAILED)[:SHOW_FAILED]:
         print(f"  failed: {rows['video_id'][r]}: {rows['error'][r]}")
     print(f"failures: {join(out, FAILURES_NAME)} ({n_bad} failed or missing videos, with reasons)")

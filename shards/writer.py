@@ -184,10 +184,17 @@ class ShardWriter:
         return self._offset
 
     def abort(self) -> None:
+        """Drop the temporary tar. On a full disk closing it fails too (the buffered tail cannot be
+        written); the file is removed all the same and the error that stopped the shard is the one
+        reported."""
         if not self._done:
             self._done = True
-            self._file.close()
-            self.tmp.unlink(missing_ok=True)
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            finally:
+                self.tmp.unlink(missing_ok=True)
 
     def __enter__(self):
         return self
