@@ -90,7 +90,8 @@ def make_flat_video(path: Path, n_frames: int, fps: float = 25.0, size=(128, 171
     return path
 
 
-def make_square_video(path: Path, size=(320, 180), side: int = 60, rotation: int | None = None, n_frames: int = 5) -> Path:
+def make_square_video(path: Path, size=(320, 180), side: int = 60, rotation: int | None = None,
+                      n_frames: int = 5) -> Path:
     """Black frames (height x width = ``size``) with a white side x side square in the middle; with
     ``rotation`` the file carries a display matrix turning it by that many degrees, as phones write."""
     h, w = size

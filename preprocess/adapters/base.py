@@ -58,8 +58,9 @@ class Listing:
 
     def both_roles_warning(self, examples: int = 3) -> str:
         shown = ", ".join(f"{v} (split {s})" for v, s in self.both_roles[:examples])
-        return (f"  warning: {len(self.both_roles)} videos are listed as both {self.roles[SPLIT_TRAIN]} and {self.roles[SPLIT_TEST]} "
-                f"in one split; each is kept as {self.roles[SPLIT_TEST]} only: {shown}"
+        train, test = self.roles[SPLIT_TRAIN], self.roles[SPLIT_TEST]
+        return (f"  warning: {len(self.both_roles)} videos are listed as both {train} and {test} in one split; "
+                f"each is kept as {test} only: {shown}"
                 + (", ..." if len(self.both_roles) > examples else ""))
 
 

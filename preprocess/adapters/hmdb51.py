@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import AnnotationError, Listing, VideoEntry, assign_role, attach_paths, find_file, numbered_lines, read_lines, register, scan_videos
+from .base import (AnnotationError, Listing, VideoEntry, assign_role, attach_paths, find_file,
+                   numbered_lines, read_lines, register, scan_videos)
 
 SPLITS = ("1", "2", "3")
 _FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<split>[123])\.txt$")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from shards.format import SPLIT_TEST, SPLIT_TRAIN, SPLIT_UNUSED
 
-from .base import AnnotationError, Listing, VideoEntry, assign_role, attach_paths, find_file, read_lines, read_text, register, scan_videos
+from .base import (AnnotationError, Listing, VideoEntry, assign_role, attach_paths, find_file, read_lines,
+                   read_text, register, scan_videos)
 
 SPLITS = ("1",)
 # The CSV's own split words; "val" is what evaluation tests on, "test" has no labels.

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from shards.format import SPLIT_TEST, SPLIT_TRAIN
 
-from .base import AnnotationError, Listing, VideoEntry, assign_role, attach_paths, find_file, numbered_lines, register, scan_videos
+from .base import (AnnotationError, Listing, VideoEntry, assign_role, attach_paths, find_file,
+                   numbered_lines, register, scan_videos)
 
 SPLITS = ("1", "2", "3")
 

@@ -123,10 +123,24 @@ def test_a_full_disk_in_a_shard_task_leaves_no_temporary_behind(tmp_path, monkey
 
     monkeypatch.setattr(shard_task, "build_shard", build_shard)
     monkeypatch.setattr(bs, "connect", lambda args, in_process=False: (
-        Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None), None))
+        Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"), None))
     videos, lists = _ucf(tmp_path, {"v_a": 20}, train=["v_a"], test=[])
     out = tmp_path / "out"
     assert bs.main(["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out", str(out),
                     "--retries", "0", "--no-progress"]) == 1
     assert "(1 temporary files removed)" in capsys.readouterr().err
     assert not [p for p in out.iterdir() if TEMP_MARK in p.name]
+
+
+def test_kinetics_a_clip_in_the_train_and_the_val_csv_is_kept_as_val_and_named(tmp_path):
+    (tmp_path / "videos").mkdir()
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    head = "label,youtube_id,time_start,time_end,split\n"
+    (ann / "train.csv").write_text(head + "abseiling,aaaaaaaaaaa,0,10,train\nabseiling,bbbbbbbbbbb,5,15,train\n")
+    (ann / "val.csv").write_text(head + "abseiling,bbbbbbbbbbb,5,15,val\n")
+    listing = load_listing("kinetics400", tmp_path / "videos", ann)
+    assert {e.video_id: e.split for e in listing.entries} == {"aaaaaaaaaaa_000000_000010": [SPLIT_TRAIN],
+                                                              "bbbbbbbbbbb_000005_000015": [SPLIT_TEST]}
+    assert "listed as both train and val in one split; each is kept as val only: bbbbbbbbbbb_000005_000015 " \
+           "(split 1)" in listing.report()
