@@ -9,8 +9,11 @@
    same clips: the job alone (the driver's own wall time, cluster start excluded) and the whole
    ``python preprocess/build_shards.py`` process (interpreter, cluster start and stop included).
    Goal: job <= 1.1x the xargs wall time.
+4. Where the job's CPU goes: each worker's own CPU seconds (our Python and Dask's) beside its
+   ffmpeg children's, and the driver's (the in-process scheduler, the nannies, the client), over
+   the job alone (between the first task's submission and the last result), with 2 workers.
 
-    python bench/preprocess.py [--repeat 3] [--parts 1,2,3]
+    python bench/preprocess.py [--repeat 3] [--parts 1,2,3,4]
 """
 from __future__ import annotations
 
@@ -114,6 +117,42 @@ def bench_job(clips: list[Path], copies: int, cores_per_transcode: float) -> Non
           f"{os.cpu_count()}; with {cores_per_transcode:.2f} cores per transcode the ceiling is {ideal:.2f}x)")
 
 
+def _usage() -> tuple[float, float]:
+    """(this process's CPU seconds, its reaped children's): run on each worker by ``client.run``."""
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime, c.ru_utime + c.ru_stime
+
+
+def bench_cpu(clips: list[Path], copies: int, workers: int) -> None:
+    import preprocess.build_shards as bs
+
+    submit_all, seen = bs.submit_all, {}
+
+    def measured(client, *args, **kw):
+        before, driver = client.run(_usage), _usage()[0]
+        try:
+            return submit_all(client, *args, **kw)
+        finally:
+            after = client.run(_usage)
+            seen["own"] = sum(after[w][0] - before[w][0] for w in after)
+            seen["ffmpeg"] = sum(after[w][1] - before[w][1] for w in after)
+            seen["driver"] = _usage()[0] - driver
+
+    with tempfile.TemporaryDirectory() as tmp:
+        videos, lists = make_dataset(Path(tmp), clips, copies)
+        bs.submit_all = measured
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                rc = bs.main(["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists), "--out",
+                              f"{tmp}/out", "--videos-per-shard", "2", "--workers", str(workers), "--no-progress"])
+        finally:
+            bs.submit_all = submit_all
+    assert rc == 0
+    print(f"CPU seconds over the job ({workers} workers): ffmpeg {seen['ffmpeg']:.2f}, workers' own {seen['own']:.2f} "
+          f"({seen['own'] / seen['ffmpeg']:.1%} of ffmpeg's), driver {seen['driver']:.2f} "
+          f"({seen['driver'] / seen['ffmpeg']:.1%})")
+
+
 def xargs_commands(videos: Path) -> list[str]:
     """The job's ffmpeg command line for each video, writing to /dev/null, as shell lines."""
     from preprocess.probe import looks_like_elementary_stream
@@ -162,7 +201,7 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--copies", type=int, default=4, help="copies of each clip in the job benchmarks")
     p.add_argument("--workers", type=int, default=2, help="N of xargs -P N and of the job's workers (part 3)")
-    p.add_argument("--parts", default="1,2,3", help="which benchmarks to run, e.g. 3")
+    p.add_argument("--parts", default="1,2,3,4", help="which benchmarks to run, e.g. 3")
     args = p.parse_args()
     parts = {int(x) for x in args.parts.split(",")}
     clips = sorted(VIDEOS.rglob("*.*"))
@@ -174,6 +213,8 @@ def main() -> int:
         bench_job(clips, args.copies, cores)
     if 3 in parts:
         bench_xargs(clips, args.copies, args.workers, args.repeat)
+    if 4 in parts:
+        bench_cpu(clips, args.copies, args.workers)
     return 0
 
 

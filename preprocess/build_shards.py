@@ -19,8 +19,9 @@ import time
 import numpy as np
 
 from preprocess.build_lock import build_lock
-from preprocess.build_summary import split_table, write_failures
-from preprocess.interrupts import sigint_ignored_by_children, sigterm_as_interrupt
+from preprocess.build_summary import short_videos, split_table, write_failures
+from preprocess.cluster import connect
+from preprocess.interrupts import sigterm_as_interrupt
 from preprocess.plan import BuildPlan, plan_build
 from preprocess.rebuild import check_plan
 from shards import store
@@ -108,30 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "(other --fps, --size, --videos-per-shard ...) that --out holds")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
-
-
-def connect(args, in_process: bool = False):
-    """A client of ``--scheduler``'s cluster, or of a LocalCluster of our own (its worker threads
-    ``in_process`` when the output lives in this process's memory: memory://)."""
-    import dask
-    from distributed import Client, LocalCluster
-
-    if args.scheduler:
-        try:
-            return Client(args.scheduler, timeout="10s"), None
-        except (OSError, TimeoutError) as exc:
-            raise InputError(f"cannot reach the Dask scheduler at {args.scheduler}: {exc}") from None
-    n = args.workers or os.cpu_count() or 1
-    if in_process:
-        cluster = LocalCluster(n_workers=1, threads_per_worker=n, processes=False, dashboard_address=None,
-                               worker_dashboard_address=None)
-        return Client(cluster), cluster
-    # Workers forked from a forkserver, not spawned: each spawned worker re-imports distributed,
-    # and closing them takes a second more (2 workers on the shared 2-core CPU: start 3.1 -> 1.7 s,
-    # close 1.0 -> 0.1 s). The forkserver is single-threaded, so forking it is safe.
-    with sigint_ignored_by_children(), dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
-    return Client(cluster), cluster
 
 
 def _silence_distributed() -> None:
@@ -265,9 +242,13 @@ def build(args, out: str, plan: BuildPlan, in_process: bool = False) -> int:
         cluster.close()
     wall = time.perf_counter() - t0
     if failed_tasks:
+        # Every task has ended, so no one writes the temporaries a failed one left (a full disk can
+        # fail the clean-up of its own tar).
+        stale = remove_stale_temporaries(out)
         for key, exc in failed_tasks:
             print(f"shard task {key} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        raise RunFailed(f"{len(failed_tasks)} of {len(specs)} shard tasks failed; the index was not written. "
+        raise RunFailed(f"{len(failed_tasks)} of {len(specs)} shard tasks failed; the index was not written"
+                        f"{f' ({stale} temporary files removed)' if stale else ''}. "
                         "Re-run the same command to redo only the unfinished shards.")
     stale = remove_stale_temporaries(out)
 
@@ -286,6 +267,9 @@ def build(args, out: str, plan: BuildPlan, in_process: bool = False) -> int:
           + (f" ({sum(sum(v['n_frames'] for v in r['videos']) for r in built) / wall:.0f} frames/s)" if built else "")
           + (f"; {stale} stale temporary files removed" if stale else ""))
     print(split_table(status, rows["split"], listing.splits, listing.roles))
+    print(short_videos(rows["video_id"], status, rows["n_frames"]))
+    if listing.both_roles:
+        print(listing.both_roles_warning().strip())
     for r in np.flatnonzero(status == STATUS_FAILED)[:SHOW_FAILED]:
         print(f"  failed: {rows['video_id'][r]}: {rows['error'][r]}")
     print(f"failures: {join(out, FAILURES_NAME)} ({n_bad} failed or missing videos, with reasons)")

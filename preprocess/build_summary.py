@@ -4,7 +4,14 @@ from __future__ import annotations
 import numpy as np
 
 from shards.format import STATUS_FAILED, STATUS_MISSING, STATUS_NAMES, STATUS_OK
+from shards.sampling import PairConfig, min_frames
 from shards.store import write_bytes
+
+# The paper's clip (16 frames) and the span of one training pair at the default sampling (rate 1,
+# smallest temporal overlap: 29 frames). The build does not know the clip length training will use,
+# so it counts against the paper's.
+CLIP_FRAMES = PairConfig().clip_len
+PAIR_FRAMES = min_frames(PairConfig())
 
 _COUNTED = (STATUS_OK, STATUS_FAILED, STATUS_MISSING)
 
@@ -35,3 +42,17 @@ def failures_tsv(video_id, status: np.ndarray, error, paths: list[str | None]) -
 def write_failures(path, video_id, status, error, paths) -> int:
     write_bytes(str(path), failures_tsv(video_id, status, error, paths))
     return int((status != STATUS_OK).sum())
+
+
+def short_videos(video_id, status: np.ndarray, n_frames: np.ndarray, examples: int = 3) -> str:
+    """How many built videos are too short for the paper's clip, and for a default training pair:
+    training leaves them out, so the build says so first."""
+    ok = status == STATUS_OK
+    under_clip = np.flatnonzero(ok & (n_frames < CLIP_FRAMES))
+    under_pair = np.flatnonzero(ok & (n_frames < PAIR_FRAMES))
+    line = (f"short videos: {len(under_clip)} have fewer frames than the paper's {CLIP_FRAMES}-frame clip, "
+            f"{len(under_pair)} fewer than the {PAIR_FRAMES} a default training pair spans (rate 1, smallest "
+            "overlap); training leaves those out")
+    if len(under_pair):
+        line += ", e.g. " + ", ".join(f"{video_id[r]} ({int(n_frames[r])})" for r in under_pair[:examples])
+    return line

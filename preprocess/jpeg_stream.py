@@ -6,6 +6,8 @@ payload that happens to hold FFD9 cannot cut a frame short.
 """
 from __future__ import annotations
 
+import re
+
 SOI, EOI, SOS = 0xD8, 0xD9, 0xDA
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}
 
@@ -14,17 +16,18 @@ class JpegStreamError(ValueError):
     pass
 
 
+# The marker that ends entropy-coded data: FF followed by anything but a stuffed 00, a restart
+# marker (D0-D7), TEM (01) or another FF (fill bytes; the last FF of a run is the marker's). One regex search
+# in C instead of a Python step per FF: frames are mostly entropy-coded data, full of stuffed FF00.
+_SEGMENT_END = re.compile(rb"\xff[^\x00\x01\xd0-\xd7\xff]")
+
+
 def _scan_entropy(buf: bytes, i: int) -> int:
     """Index of the marker that ends the entropy-coded segment starting at ``i``."""
-    while True:
-        j = buf.find(b"\xff", i)
-        if j < 0 or j + 1 >= len(buf):
-            raise JpegStreamError("truncated JPEG: entropy-coded data runs to the end of the stream")
-        nxt = buf[j + 1]
-        if nxt == 0x00 or nxt in _STANDALONE or nxt == 0xFF:
-            i = j + 1 if nxt == 0xFF else j + 2
-            continue
-        return j
+    m = _SEGMENT_END.search(buf, i)
+    if m is None:
+        raise JpegStreamError("truncated JPEG: entropy-coded data runs to the end of the stream")
+    return m.start()
 
 
 def jpeg_end(buf: bytes, start: int) -> int:

@@ -17,7 +17,10 @@ RAW_STREAM_FORMATS = frozenset({"m4v", "h264", "hevc", "mpegvideo", "mpeg1video"
 
 _INPUT = re.compile(r"^Input #0, ([^,]+(?:,[^,]+)*), from ", re.M)
 _DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
-_VIDEO = re.compile(r"Stream #0:\d+.*?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})")
+# The frame size follows ", " and ends at a word boundary: a codec tag (mp4v / 0x7634706D) never matches.
+_VIDEO = re.compile(r"Stream #0:\d+.*?: Video: (\w+).*?, (\d{1,5})x(\d{1,5})\b")
+# Smaller frames are refused with their size: the output size has the same floor (--size).
+MIN_SIDE = 16
 _RATE = re.compile(r"([\d.]+)(k?) (fps|tbr)")
 
 
@@ -54,13 +57,16 @@ def parse_banner(text: str) -> VideoInfo:
     v = _VIDEO.search(video_lines[0])
     if not v:
         raise ProbeError(f"video stream without a frame size: {video_lines[0].strip()}")
+    width, height = int(v.group(2)), int(v.group(3))
+    if min(width, height) < MIN_SIDE:
+        raise ProbeError(f"frame size {width}x{height} is too small (a side under {MIN_SIDE} px)")
     rates = {unit: float(num) * (1000 if k else 1) for num, k, unit in _RATE.findall(video_lines[0])}
     raw = container.split(",")[0] in RAW_STREAM_FORMATS
     # A raw demuxer's 'fps' is its own default (25), not the stream's; tbr comes from the bitstream.
     fps = (rates.get("tbr") or rates.get("fps")) if raw else (rates.get("fps") or rates.get("tbr"))
     d = _DURATION.search(text)
     duration = int(d.group(1)) * 3600 + int(d.group(2)) * 60 + float(d.group(3)) if d else None
-    return VideoInfo(container, v.group(1), int(v.group(2)), int(v.group(3)), fps, duration)
+    return VideoInfo(container, v.group(1), width, height, fps, duration)
 
 
 def looks_like_elementary_stream(path: str) -> bool:

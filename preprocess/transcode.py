@@ -43,12 +43,28 @@ class Transcoded:
     frames: list[bytes]
 
 
+def fit(stream, height: int, width: int):
+    """Scale frames to height x width. ffmpeg has already turned each frame as its display matrix
+    says (rotation metadata), so iw x ih is the frame as it is meant to be seen. A frame of the
+    output's orientation is resized to it, as the authors resize every video to one size (a 16:9
+    frame is squeezed 1.33x into 4:3); a frame of the other orientation (a portrait phone clip into
+    landscape frames) keeps its aspect: scaled to cover height x width, then centre-cropped, instead
+    of being stretched ~2.4x."""
+    if width > height:
+        h = f"if(gt(ih,iw),ceil({width}*ih/iw),{height})"
+        return stream.filter("scale", width, h, flags="bicubic").filter("crop", width, height, exact=1)
+    if height > width:
+        w = f"if(gt(iw,ih),ceil({height}*iw/ih),{width})"
+        return stream.filter("scale", w, height, flags="bicubic").filter("crop", width, height, exact=1)
+    return stream.filter("scale", width, height, flags="bicubic")
+
+
 def build_command(path: str, raw_stream: bool, s: TranscodeSettings) -> list[str]:
     stream = ffmpeg.input(str(path), threads=s.threads).video
     if raw_stream:
         # Elementary streams carry no timestamps; number the frames at the stream's own rate.
         stream = stream.filter("setpts", "N/FRAME_RATE/TB")
-    stream = stream.filter("fps", fps=s.fps).filter("scale", s.width, s.height, flags="bicubic")
+    stream = fit(stream.filter("fps", fps=s.fps), s.height, s.width)
     out = ffmpeg.output(
         stream, "pipe:", format="image2pipe", vcodec="mjpeg", pix_fmt="yuvj420p", an=None, sn=None, dn=None,
         **{"q:v": s.jpeg_quality, "threads": s.threads, "filter_threads": 1},

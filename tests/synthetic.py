@@ -88,3 +88,27 @@ def make_flat_video(path: Path, n_frames: int, fps: float = 25.0, size=(128, 171
            "-r", str(fps), "-i", "pipe:", "-c:v", "mpeg4", "-q:v", "2", "-pix_fmt", "yuv420p", str(path)]
     subprocess.run(cmd, input=frames.tobytes(), check=True)
     return path
+
+
+def make_square_video(path: Path, size=(320, 180), side: int = 60, rotation: int | None = None,
+                      n_frames: int = 5) -> Path:
+    """Black frames (height x width = ``size``) with a white side x side square in the middle; with
+    ``rotation`` the file carries a display matrix turning it by that many degrees, as phones write."""
+    h, w = size
+    frame = np.zeros((h, w, 3), np.uint8)
+    frame[(h - side) // 2:(h + side) // 2, (w - side) // 2:(w + side) // 2] = 255
+    plain = path.with_name(path.stem + "-plain.mp4") if rotation is not None else path
+    make_frames_video(plain, np.repeat(frame[None], n_frames, 0))
+    if rotation is not None:
+        subprocess.run([ffmpeg_path(), "-v", "error", "-y", "-display_rotation", str(rotation), "-i", str(plain),
+                        "-c", "copy", str(path)], check=True)
+    return path
+
+
+def make_frames_video(path: Path, frames: np.ndarray, fps: float = 25.0) -> Path:
+    n, h, w, _ = frames.shape
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [ffmpeg_path(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+           "-r", str(fps), "-i", "pipe:", "-c:v", "mpeg4", "-q:v", "2", "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(cmd, input=frames.tobytes(), check=True)
+    return path

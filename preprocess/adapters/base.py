@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import unicodedata
 from pathlib import Path
 from typing import Callable
 
 from shards.errors import InputError
-from shards.format import SPLIT_ROLE_NAMES
+from shards.format import SPLIT_ROLE_NAMES, SPLIT_TEST, SPLIT_TRAIN
 
 # Files with these extensions count as videos (and as "unlisted" when no list names them). A listed
 # video is also matched by stem when its file has another extension: ffmpeg reads by content, so it
@@ -33,6 +34,8 @@ class Listing:
     unlisted: list[str]           # video files on disk that no annotation names
     # What each split code means in this dataset's words (Kinetics: 2 is its "val" set).
     roles: dict[int, str] = dataclasses.field(default_factory=lambda: dict(SPLIT_ROLE_NAMES))
+    # (video_id, split name) of each video listed with two roles in one split (see assign_role).
+    both_roles: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     @property
     def missing(self) -> list[VideoEntry]:
@@ -49,7 +52,16 @@ class Listing:
             lines.append("  missing, e.g. " + ", ".join(e.video_id for e in self.missing[:examples]))
         if self.unlisted:
             lines.append("  unlisted, e.g. " + ", ".join(self.unlisted[:examples]))
+        if self.both_roles:
+            lines.append(self.both_roles_warning(examples))
         return "\n".join(lines)
+
+    def both_roles_warning(self, examples: int = 3) -> str:
+        shown = ", ".join(f"{v} (split {s})" for v, s in self.both_roles[:examples])
+        train, test = self.roles[SPLIT_TRAIN], self.roles[SPLIT_TEST]
+        return (f"  warning: {len(self.both_roles)} videos are listed as both {train} and {test} in one split; "
+                f"each is kept as {test} only: {shown}"
+                + (", ..." if len(self.both_roles) > examples else ""))
 
 
 Loader = Callable[[Path, Path], Listing]
@@ -83,6 +95,23 @@ def load_listing(name: str, videos: str | os.PathLike, annotations: str | os.Pat
     return DATASETS[name](videos, annotations)
 
 
+def assign_role(entry: VideoEntry, col: int, code: int, split_name: str, both: list[tuple[str, str]]) -> None:
+    """Give the entry role ``code`` in split ``col``. A video listed with two roles in one split
+    (train and test) is recorded in ``both`` and kept as test: a video the model is evaluated on
+    must not also be one it trained on. 0 (unused) never replaces a role."""
+    old = entry.split[col]
+    if old and code and old != code:
+        both.append((entry.video_id, split_name))
+        code = SPLIT_TEST
+    entry.split[col] = code or old
+
+
+def name_key(stem: str) -> str:
+    """A file name as matching compares it: Unicode NFC. macOS writes names decomposed (NFD), and a
+    list typed elsewhere holds them composed; the two spell the same name in other bytes."""
+    return unicodedata.normalize("NFC", stem)
+
+
 def find_file(annotations: Path, pattern: str) -> list[Path]:
     """Files under ``annotations`` (a folder, searched recursively, or one file) matching ``pattern``."""
     if annotations.is_file():
@@ -99,7 +128,7 @@ def _unlistable(exc: OSError):
 
 
 def scan_videos(root: Path) -> dict[str, list[Path]]:
-    """Every entry under ``root`` by stem. Lists, since a stem can exist in two containers.
+    """Every entry under ``root`` by stem (its NFC form). Lists, since a stem can exist in two containers.
 
     Folders named like a video (``x.avi/``), links that lead nowhere, FIFOs: all are kept, so that a
     listed video in that state is reported with the OS's reason, not as missing. A folder that
@@ -109,7 +138,7 @@ def scan_videos(root: Path) -> dict[str, list[Path]]:
     for dirpath, dirs, files in os.walk(root, onerror=_unlistable):
         for f in sorted(files) + sorted(d for d in dirs if is_video_name(Path(d))):
             p = Path(dirpath) / f
-            by_stem.setdefault(p.stem, []).append(p)
+            by_stem.setdefault(name_key(p.stem), []).append(p)
     return by_stem
 
 
@@ -119,7 +148,7 @@ def attach_paths(entries: list[VideoEntry], by_stem: dict[str, list[Path]],
     used: set[Path] = set()
     for e in entries:
         for stem in stems_of(e):
-            cands = by_stem.get(stem)
+            cands = by_stem.get(name_key(stem))
             if cands:
                 ranked = sorted(cands, key=lambda p: (not is_video_name(p), not (prefer and prefer(e, p)), str(p)))
                 e.path = str(ranked[0])

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import AnnotationError, Listing, VideoEntry, attach_paths, find_file, numbered_lines, read_lines, register, scan_videos
+from .base import (AnnotationError, Listing, VideoEntry, assign_role, attach_paths, find_file,
+                   numbered_lines, read_lines, register, scan_videos)
 
 SPLITS = ("1", "2", "3")
 _FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<split>[123])\.txt$")
@@ -41,6 +42,7 @@ def load(videos: Path, annotations: Path) -> Listing:
         classes = sorted(names)
     index = {c: i for i, c in enumerate(classes)}
     entries: dict[str, VideoEntry] = {}
+    both: list[tuple[str, str]] = []
     for p in sorted(files, key=lambda p: (index[_FILE.match(p.name)["cls"]], p.name)):
         m = _FILE.match(p.name)
         s = SPLITS.index(m["split"])
@@ -48,8 +50,8 @@ def load(videos: Path, annotations: Path) -> Listing:
             e = entries.setdefault(vid, VideoEntry(vid, index[m["cls"]], [0] * len(SPLITS)))
             if e.label != index[m["cls"]]:
                 raise AnnotationError(f"{p}: {vid} is also listed under class {classes[e.label]!r}")
-            e.split[s] = code
+            assign_role(e, s, code, m["split"], both)
     ordered = list(entries.values())
     unlisted = attach_paths(ordered, scan_videos(videos), lambda e: [e.video_id],
                             prefer=lambda e, p: p.parent.name == classes[e.label])
-    return Listing("hmdb51", classes, list(SPLITS), ordered, unlisted)
+    return Listing("hmdb51", classes, list(SPLITS), ordered, unlisted, both_roles=both)

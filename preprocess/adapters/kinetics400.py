@@ -13,7 +13,8 @@ from pathlib import Path
 
 from shards.format import SPLIT_TEST, SPLIT_TRAIN, SPLIT_UNUSED
 
-from .base import AnnotationError, Listing, VideoEntry, attach_paths, find_file, read_lines, read_text, register, scan_videos
+from .base import (AnnotationError, Listing, VideoEntry, assign_role, attach_paths, find_file, read_lines,
+                   read_text, register, scan_videos)
 
 SPLITS = ("1",)
 # The CSV's own split words; "val" is what evaluation tests on, "test" has no labels.
@@ -57,12 +58,16 @@ def load(videos: Path, annotations: Path) -> Listing:
         classes = sorted({r["label"] for r in rows if r["label"]})
     index = {c: i for i, c in enumerate(classes)}
     entries: dict[str, VideoEntry] = {}
+    both: list[tuple[str, str]] = []
     for r in rows:
         vid = video_id(r["youtube_id"], r["start"], r["end"])
         if r["label"] and r["label"] not in index:
             raise AnnotationError(f"label {r['label']!r} of {vid} is not in the class list")
         label = index[r["label"]] if r["label"] else -1
-        entries.setdefault(vid, VideoEntry(vid, label, [SPLIT_CODE[r["split"]]]))
+        if vid in entries:
+            assign_role(entries[vid], 0, SPLIT_CODE[r["split"]], SPLITS[0], both)
+        else:
+            entries[vid] = VideoEntry(vid, label, [SPLIT_CODE[r["split"]]])
     ordered = list(entries.values())
     unlisted = attach_paths(ordered, scan_videos(videos), lambda e: [e.video_id, e.video_id[:-14]])
-    return Listing("kinetics400", classes, list(SPLITS), ordered, unlisted, roles=ROLES)
+    return Listing("kinetics400", classes, list(SPLITS), ordered, unlisted, roles=ROLES, both_roles=both)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from shards.format import SPLIT_TEST, SPLIT_TRAIN
 
-from .base import AnnotationError, Listing, VideoEntry, attach_paths, find_file, numbered_lines, register, scan_videos
+from .base import (AnnotationError, Listing, VideoEntry, assign_role, attach_paths, find_file,
+                   numbered_lines, register, scan_videos)
 
 SPLITS = ("1", "2", "3")
 
@@ -58,15 +59,16 @@ def _one(annotations: Path, name: str) -> Path:
 def load(videos: Path, annotations: Path) -> Listing:
     classes = parse_class_ind(_one(annotations, "classInd.txt"))
     entries: dict[str, VideoEntry] = {}
+    both: list[tuple[str, str]] = []
     for s, split in enumerate(SPLITS):
         for kind, code in (("trainlist", SPLIT_TRAIN), ("testlist", SPLIT_TEST)):
             for vid, label in parse_list(_one(annotations, f"{kind}0{split}.txt"), classes):
                 e = entries.setdefault(vid, VideoEntry(vid, label, [0] * len(SPLITS)))
-                e.split[s] = code
+                assign_role(e, s, code, split, both)
     ordered = list(entries.values())
     unlisted = attach_paths(ordered, scan_videos(videos), lambda e: [e.video_id],
                             prefer=lambda e, p: p.parent.name == classes[e.label])
-    return Listing("ucf101", classes, list(SPLITS), ordered, unlisted)
+    return Listing("ucf101", classes, list(SPLITS), ordered, unlisted, both_roles=both)
 
 
 def write_lists(folder: Path, classes: list[str], videos: list[tuple[str, str, list[int]]]) -> None:

@@ -86,6 +86,28 @@ def test_a_failed_shard_leaves_no_tar_and_no_temporary(tmp_path, jpegs):
     assert list(tmp_path.iterdir()) == []
 
 
+class _FullDisk(io.BufferedWriter):
+    """A file whose disk filled: what is still buffered cannot be written, so flush and close fail."""
+
+    def flush(self):
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("stage", ["add", "commit"])
+def test_a_full_disk_leaves_no_temporary_even_when_closing_fails(tmp_path, jpegs, stage):
+    path = tmp_path / "s.tar"
+    with pytest.raises(OSError, match="No space left") as info:
+        with ShardWriter(path) as w:
+            w._file = _FullDisk(io.FileIO(w.tmp, "w"))
+            w.add_sample("vid_a", {}, jpegs[:2])
+            if stage == "add":
+                raise OSError(28, "No space left on device (writing frame 3)")
+            w.commit()
+    if stage == "add":             # the error that stopped the shard, not the one closing it
+        assert "writing frame 3" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_tar_header_checksum(tmp_path, jpegs):
     _write(tmp_path / "s.tar", jpegs)
     raw = (tmp_path / "s.tar").read_bytes()
