@@ -3,6 +3,7 @@ line and exit 2 at any process count; a worker's own InputError is still one lin
 once; two workers train 2 steps; SIGTERM to the launcher reaches the workers."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,6 +32,17 @@ def base(shards, out, *extra):
 def launcher(*argv, **kw):
     return subprocess.Popen([sys.executable, "-m", "train.launch", *argv], cwd=ROOT, env=ENV, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+@contextlib.contextmanager
+def reaped(workers):
+    """Workers the launcher failed to stop are killed after the test (they would hold its pipes open)."""
+    try:
+        yield
+    finally:
+        for w in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                w.kill()
 
 
 @pytest.mark.parametrize("nproc", ["1", "2"])
@@ -91,11 +103,25 @@ def test_sigterm_to_the_launcher_reaches_the_workers(real_ucf_shards, tmp_path):
         time.sleep(0.5)
     workers = psutil.Process(p.pid).children()
     assert len(workers) == 2
-    p.send_signal(signal.SIGTERM)
-    _, e = p.communicate(timeout=120)
+    with reaped(workers):
+        p.send_signal(signal.SIGTERM)
+        _, e = p.communicate(timeout=120)
     # the workers' status comes through: killed by SIGTERM (143), or preempted with a checkpoint (75)
     assert p.returncode in (143, 75), e[-3000:]
     assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_a_signal_reaches_the_workers_and_their_exit_status_comes_back(sig):
+    code = ("import sys; from train.launch import Target, run; sys.exit(run(Target('worker', "
+            "'tests.train.launch_worker', parser=None, check=lambda argv, world: None), sys.argv[1:]))")
+    p = subprocess.Popen([sys.executable, "-c", code, "--nproc-per-node", "2", "75"], cwd=ROOT, env=ENV, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert [p.stdout.readline() for _ in range(2)] == ["ready\n"] * 2
+    with reaped(psutil.Process(p.pid).children()):
+        p.send_signal(sig)
+        o, e = p.communicate(timeout=120)
+    assert p.returncode == 75 and e == "", e      # the workers' status, and no report of the launcher's own
 
 
 def test_the_status_is_the_worker_that_failed_first_not_the_ones_stopped_after_it(capsys):
