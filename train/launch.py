@@ -47,13 +47,12 @@ class Target:
 
 
 def launcher_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    g = p.add_argument_group("launcher (as torchrun's options; without --nproc-per-node the command runs "
-                             "in this process)")
+    g = p.add_argument_group("launcher (torchrun's options, checked here before any worker starts)")
     g.add_argument("--nproc-per-node", "--nproc_per_node", type=positive, default=None, metavar="N",
-                   help="worker processes on this node (one per GPU)")
+                   help="worker processes on this node (one per GPU); without it, this process alone%(default).0s")
     g.add_argument("--nnodes", default="1", metavar="M[:MAX]", help="nodes, or a MIN:MAX range for an elastic job")
     g.add_argument("--rdzv-endpoint", "--rdzv_endpoint", default="", metavar="HOST:PORT",
-                   help="rendezvous address, the same on every node (needed with more than one node)")
+                   help="rendezvous address, the same on every node (needed with more than one node)%(default).0s")
     g.add_argument("--rdzv-backend", "--rdzv_backend", default="c10d", help="torch's rendezvous backend")
     g.add_argument("--rdzv-id", "--rdzv_id", default="cstp", help="the job's id, the same on every node")
     g.add_argument("--max-restarts", "--max_restarts", type=int, default=0,
@@ -78,9 +77,7 @@ def node_range(text: str) -> tuple[int, int]:
 
 
 def print_help(target: Target) -> None:
-    p = launcher_options(target.parser())
-    p.prog = f"cstp-{target.prog.removesuffix('.py')}"
-    p.print_help()
+    launcher_options(target.parser()).print_help()
 
 
 def run(target: Target, argv: Sequence[str] | None = None) -> int:

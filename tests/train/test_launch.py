@@ -75,7 +75,8 @@ def test_launcher_options_need_nproc_and_a_rendezvous_for_several_nodes(tmp_path
 def test_help_names_the_launcher_options_and_the_commands(capsys):
     assert launch(["--help"]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("usage: cstp-pretrain") and "--nproc-per-node N" in text and "--resume" in text
+    assert text.startswith("usage: ") and "--nproc-per-node N" in text and "--resume" in text
+    assert "default: None" not in text
 
 
 def test_two_workers_train_and_a_workers_input_error_is_said_once(real_ucf_shards, tmp_path):
