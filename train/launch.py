@@ -108,8 +108,8 @@ def launch_config(largs, lo: int, hi: int):
     # SIGTERM and SIGUSR1 are ours (forward_signals): torch's agent would turn them into a shutdown that
     # kills workers after a timeout and drops their exit status.
     return LaunchConfig(min_nodes=lo, max_nodes=hi, nproc_per_node=largs.nproc_per_node,
-                        run_id=uuid.uuid4().hex if standalone else largs.rdzv_id,
-                        rdzv_backend=largs.rdzv_backend, rdzv_endpoint="localhost:0" if standalone else largs.rdzv_endpoint,
+                        run_id=uuid.uuid4().hex if standalone else largs.rdzv_id, rdzv_backend=largs.rdzv_backend,
+                        rdzv_endpoint="localhost:0" if standalone else largs.rdzv_endpoint,
                         max_restarts=largs.max_restarts, monitor_interval=0.1, start_method="spawn",
                         signals_to_handle="SIGINT,SIGHUP,SIGQUIT")
 
@@ -172,10 +172,14 @@ def failed_status(prog: str, failures: dict) -> int:
     if f.exitcode in EXPLAINED:
         return f.exitcode                  # the worker said why, in one line of its own
     if f.exitcode < 0:
-        name = signal.Signals(-f.exitcode).name if -f.exitcode in signal.Signals._value2member_map_ else -f.exitcode
+        try:
+            name = signal.Signals(-f.exitcode).name
+        except ValueError:
+            name = str(-f.exitcode)
         print(f"{prog}: rank {rank} was killed by signal {name}", file=sys.stderr, flush=True)
         return 128 - f.exitcode
-    print(f"{prog}: rank {rank} failed with exit status {f.exitcode} (its output is above)", file=sys.stderr, flush=True)
+    print(f"{prog}: rank {rank} failed with exit status {f.exitcode} (its output is above)", file=sys.stderr,
+          flush=True)
     return f.exitcode
 
 

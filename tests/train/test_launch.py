@@ -81,7 +81,8 @@ def test_help_names_the_launcher_options_and_the_commands(capsys):
 
 def test_two_workers_train_and_a_workers_input_error_is_said_once(real_ucf_shards, tmp_path):
     out = tmp_path / "run"
-    argv = ["--nproc-per-node", "2", *base(real_ucf_shards, out, "data.split=all", "data.batch_size=2", "train.max_steps=2")]
+    argv = ["--nproc-per-node", "2",
+            *base(real_ucf_shards, out, "data.split=all", "data.batch_size=2", "train.max_steps=2")]
     o, e = launcher(*argv).communicate(timeout=600)
     assert (out / "ckpt-00000002.pt").is_file(), e[-3000:]
     assert o.count("world size 2, global batch 4 (2 x 2)") == 1 and "done: 2 steps" in o
