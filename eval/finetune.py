@@ -125,17 +125,29 @@ def evaluate(model, reader, rows, labels, clips, args, device, chunk: int = 16) 
     return {"top1": float(hits[0] / hits[2]), "top5": float(hits[1] / hits[2])}
 
 
+def steps_per_epoch(n_train: int, n_val: int, batch: int, world: int, split: str) -> int:
+    """Steps every rank takes per epoch; none is an InputError naming the change that gives one
+    (the launcher, eval/ft_launch.py, runs this check before it starts workers)."""
+    per_epoch = n_train // (world * batch)
+    if per_epoch == 0:
+        if n_train >= world:
+            fix = f"use --batch-size {n_train // world} or less"
+        elif n_train:
+            fix = f"even --batch-size 1 needs {world} of them: run on {n_train} rank{'s' * (n_train > 1)} or fewer"
+        else:
+            fix = "choose a split with train videos or lower --val-fraction"
+        raise InputError(f"split {split}: {n_train} train videos (after {n_val} held out) cannot fill one batch "
+                         f"of --batch-size {batch} on each of {world} ranks; {fix}")
+    return per_epoch
+
+
 def finetune_split(args, reader, backbone, split, device, rank, world):
     idx = reader.index
     train, test = split_rows(idx, split)
     train, val = validation_split(train, idx.label[train], args.val_fraction, args.seed)
     # Every rank takes the same number of steps: the epoch's shuffled videos are cut to a multiple
     # of world x batch, then dealt out by rank.
-    per_epoch = len(train) // (world * args.batch_size)
-    if per_epoch == 0:
-        fit = max(1, len(train) // world)
-        raise InputError(f"split {split}: {len(train)} train videos (after {len(val)} held out) cannot fill one batch "
-                         f"of --batch-size {args.batch_size} on each of {world} ranks; use --batch-size {fit} or less")
+    per_epoch = steps_per_epoch(len(train), len(val), args.batch_size, world, split)
     model = Classifier(copy.deepcopy(backbone), len(idx.classes))
     if world > 1:
         model = convert_sync_bn(model, device)

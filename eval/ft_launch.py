@@ -1,0 +1,46 @@
+"""cstp-finetune: fine-tuning in this process, or with --nproc-per-node N checked here and then run by
+N workers (train/launch.py):
+
+    cstp-finetune --nproc-per-node 2 --ckpt runs/cstp/backbone.pt --shards /shards/ucf101 --splits 1,2,3
+"""
+from __future__ import annotations
+
+import sys
+
+from shards.errors import command
+from train.launch import Target, run
+
+
+def check(argv: list[str], world: int) -> None:
+    """What fine-tuning's workers would refuse before training: the options, the shard index, every
+    split of --splits, the crop, and that each split's train part fills one batch on every rank."""
+    from eval import finetune as F
+    from eval.classify import split_rows, validation_split
+    from eval.features import check_crop
+    from shards.random_access import FrameReader
+
+    args = F.parse_args(argv)
+    reader = FrameReader(args.shards)
+    check_crop(reader.index, args.crop, args.short_side)
+    for s in (x.strip() for x in args.splits.split(",") if x.strip()):
+        train, _ = split_rows(reader.index, s)
+        train, val = validation_split(train, reader.index.label[train], args.val_fraction, args.seed)
+        F.steps_per_epoch(len(train), len(val), args.batch_size, world, s)
+
+
+def parser():
+    from eval.finetune import build_parser
+    return build_parser()
+
+
+FINETUNE = Target(prog="finetune.py", module="eval.finetune", parser=parser, check=check,
+                  in_process=lambda argv: "--print-config" in argv or "--help-config" in argv)
+
+
+@command("finetune.py")
+def main(argv: list[str] | None = None) -> int:
+    return run(FINETUNE, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
