@@ -50,7 +50,7 @@ def test_clips(text: str) -> int | str:
 def build_parser() -> argparse.ArgumentParser:
     p = parser(PROG, __doc__.split("\n\n")[0])
     add_model_args(p, test_clips=False)
-    p.add_argument("--splits", default="1", help="comma-separated, e.g. 1,2,3")
+    p.add_argument("--split", "--splits", dest="splits", default="1", help="split(s), comma-separated, e.g. 1,2,3")
     p.add_argument("--epochs", type=int, default=30, help="training epochs per split")
     p.add_argument("--max-steps", type=int, default=None, help="stop each split's training early (smoke runs)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per rank and step")

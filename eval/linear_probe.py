@@ -30,7 +30,7 @@ PROG = "linear_probe.py"
 def build_parser():
     p = parser(PROG, __doc__.split("\n\n")[0])
     add_model_args(p)
-    p.add_argument("--splits", default="1", help="comma-separated, e.g. 1,2,3")
+    p.add_argument("--split", "--splits", dest="splits", default="1", help="split(s), comma-separated, e.g. 1,2,3")
     p.add_argument("--epochs", type=int, default=100, help="full-batch AdamW steps of the classifier")
     p.add_argument("--lr", type=float, default=1e-3, help="classifier learning rate")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="classifier weight decay")

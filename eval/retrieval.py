@@ -21,7 +21,7 @@ from eval.classify import split_rows
 from eval.features import add_model_args, check_crop, extract
 from eval.knn import recall_at_k, topk_cosine
 from eval.report import retrieval_figure, table, write_results
-from shards.errors import InputError, command, parser
+from shards.errors import InputError, command, parser, plural
 from shards.random_access import FrameReader
 from train.checkpoint import load_backbone
 
@@ -96,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     results = {"model": desc, "shards": args.shards, "split": args.split, "pool": args.pool, "gallery": len(gal),
                "queries": len(qry), **rec, "capped": cap}
     header = {k: (f"{k}*" if k in cap else k) for k in rec}
-    note = (f"\n* the gallery holds only {len(gal)} videos: {', '.join(cap)} count all of them (= R@{len(gal)})"
+    note = (f"\n* the gallery holds only {plural(len(gal), 'video')}: {', '.join(cap)} count all of them (= R@{len(gal)})"
             if cap else "")
-    text = (f"retrieval: {desc}\n{len(qry)} queries (split {args.split} test) against {len(gal)} gallery videos (train)\n"
+    text = (f"retrieval: {desc}\n{plural(len(qry), 'query', 'queries')} (split {args.split} test) against "
+            f"{plural(len(gal), 'gallery video')} (train)\n"
             + table([{header[k]: v for k, v in rec.items()}], list(header.values())) + note)
     out = Path(args.out)
     j, t = write_results(out, "retrieval", results, text)

@@ -17,21 +17,10 @@ from pathlib import Path
 if __package__ in (None, ""):        # run by path: import this checkout's packages, not train/'s modules
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import torch  # noqa: E402
-from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
+from shards.errors import CstpError, command, parser, plural  # noqa: E402
 
-from shards.errors import CstpError, command, parser
-
-from train import ddp as D
-from train.accel import maybe_compile, memory_format, setup_device, wanted
-from train.checkpoint import find_resume, load_checkpoint
-from train.config import dump_yaml, load_config, require_pretraining
-from train.loop import Trainer
-from train.model import CSTPModel
-from train.optim import build_optimizer
-from train.run_folder import prepare_run_folder
-from train.runlog import RunLog
-from train.sync_bn import convert_sync_bn
+# torch and the modules that import it load in the functions that use them, after the arguments are
+# parsed: `cstp-pretrain --help` answers in well under a second instead of after torch's import
 
 
 def build_parser():
@@ -70,8 +59,8 @@ def start_summary(cfg, videos: int, steps_per_epoch: int, total: int, start: int
                   device: torch.device, compiled: bool, channels_last: bool) -> str:
     batch = cfg.data.batch_size
     precision = "bf16 autocast" if device.type == "cuda" and cfg.train.bf16 else "fp32"
-    return (f"training on {split_phrase(cfg.data.split)}: {videos} videos, "
-            f"{steps_per_epoch * batch * world} pairs per epoch; {steps_per_epoch} steps per epoch, "
+    return (f"training on {split_phrase(cfg.data.split)}: {plural(videos, 'video')}, "
+            f"{plural(steps_per_epoch * batch * world, 'pair')} per epoch; {plural(steps_per_epoch, 'step')} per epoch, "
             f"{total} in total{f' (from step {start})' if start else ''}; world size {world}, "
             f"global batch {batch * world} ({world} x {batch}); device {device}, {precision}, "
             f"compile {'on' if compiled else 'off'}, channels_last {'on' if channels_last else 'off'}")
@@ -83,6 +72,8 @@ def say(msg: str, rank: int) -> None:
 
 
 def resume_from(args, out: Path, rank: int) -> tuple[Path, dict] | None:
+    from train.checkpoint import find_resume, load_checkpoint
+
     if args.resume == "none":
         return None
     if args.resume == "auto":
@@ -94,6 +85,19 @@ def resume_from(args, out: Path, rank: int) -> tuple[Path, dict] | None:
 
 
 def train(args) -> int:
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from train import ddp as D
+    from train.accel import maybe_compile, memory_format, setup_device, wanted
+    from train.config import dump_yaml, load_config, require_pretraining
+    from train.loop import Trainer
+    from train.model import CSTPModel
+    from train.optim import build_optimizer
+    from train.run_folder import prepare_run_folder
+    from train.runlog import RunLog
+    from train.sync_bn import convert_sync_bn
+
     cfg = load_config(args.config, args.overrides)
     if args.print_config:
         print(dump_yaml(cfg))
@@ -159,7 +163,7 @@ def train(args) -> int:
     if rank == 0:
         rate, wait = end["steady_clips_per_s"], end["steady_data_wait"]
         steady = (f"{rate:.1f} clips/s, data wait {wait:.0%}" if rate is not None else "n/a")
-        print(f"done: {trainer.step} steps; steady state ({end['steps_measured']} steps, first "
+        print(f"done: {plural(trainer.step, 'step')}; steady state ({plural(end['steps_measured'], 'step')}, first "
               f"{end['steps_excluded']} excluded): {steady}; checkpoints in {out}, backbone {out / 'backbone.pt'}")
     return 0
 
@@ -167,6 +171,8 @@ def train(args) -> int:
 @command("pretrain")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)   # overrides may sit between options
+    from train import ddp as D
+
     try:
         return train(args)
     except CstpError as exc:
