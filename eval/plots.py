@@ -1,13 +1,15 @@
 """Pictures of a pretraining run (and of the demo's table), with matplotlib.
 
     cstp-report runs/cstp                               # PNGs under runs/cstp/plots/
+    cstp-report runs/cstp --eval                        # and R@1 / probe top-1 of each checkpoint
     python eval/plots.py out/demo/run --summary out/demo/summary.json --out out/demo/plots
 
-From RUN/log.jsonl (train/pretrain.py): loss.png (the total and each loss term), accuracy.png (each
-pretext head against its chance level, as its task in train.pretext declares it for RUN/config.yaml),
-lr.png and throughput.png (clips/s and the fraction of each step spent waiting for data). With
---summary (the demo's summary.json): demo_table.png, the demo's table as bars. Runs of earlier
-versions read too (their terms' old names and config keys are mapped to today's).
+From RUN/log.jsonl (train/pretrain.py): loss.png (the weighted terms, loss.* of RUN/config.yaml,
+stacked to the total), accuracy.png (each pretext head against its chance level), lr.png (the rate
+of every step from step 1, rebuilt from the config and checked against the logged rates),
+throughput.png (clips/s with the steady state marked, and the share of each step spent waiting for
+data). --summary (the demo's summary.json): demo_table.png. --eval: eval.png and eval.json
+(eval/figures.py). Runs of earlier versions read too (old term names and config keys mapped).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import numpy as np
 import yaml
 
 from shards.errors import InputError, command, parser, plural, read_input_file
+from eval.figures import add_eval_args, checkpoint_curve
 from train.config import config_from_dict
 from train.pretext import TASKS, enabled
 
@@ -37,18 +40,22 @@ def current_names(rec: dict) -> dict:
     return rec
 
 
+def _records(path: Path) -> list[dict]:
+    """The records of a log.jsonl (a half-written last line left out: a run still writing it)."""
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return [r for r in out if isinstance(r, dict)]
+
+
 def read_log(path: Path) -> list[dict]:
     """The step records of a log.jsonl (event records and a half-written last line left out)."""
     if not path.is_file():
         raise InputError(f"{path}: no such file; give a run folder written by train/pretrain.py --out")
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue                 # a run still writing its last line
-        if isinstance(rec, dict) and "event" not in rec and "step" in rec:
-            records.append(current_names(rec))
+    records = [current_names(r) for r in _records(path) if "event" not in r and "step" in r]
     if not records:
         raise InputError(f"{path} holds no step records yet; plot it once the run has logged a step")
     return records
@@ -108,20 +115,11 @@ def _curve(ax, x, y, label: str, window: int, colour=None):
 
 def read_events(path: Path) -> list[dict]:
     """The event records of a log.jsonl (start, epoch, end...), in order."""
-    events = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and "event" in rec:
-            events.append(rec)
-    return events
+    return [r for r in _records(path) if "event" in r]
 
 
 def loss_weights(config: dict) -> dict[str, float]:
-    """{term: weight} of the run's config.yaml ``loss`` section (earlier key names upgraded); {} when
-    the config does not read."""
+    """{term: weight} of the run's config.yaml ``loss`` section (old keys upgraded); {} if unreadable."""
     try:
         return {k: float(v) for k, v in dataclasses.asdict(config_from_dict(config).loss).items()}
     except (InputError, TypeError, AttributeError):
@@ -154,9 +152,8 @@ def loss_plot(records: list[dict], config: dict, note: str, window: int, out: Pa
 
 
 def lr_schedule(config: dict, events: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(steps 1..T, the rate each step ran with), rebuilt from the config (optim.lr, warmup_epochs) and
-    the first start event (global batch, steps per epoch, total) as train/optim.py schedules it; None
-    when the log does not say enough."""
+    """(steps 1..T, the rate each step ran with) as train/optim.py schedules it, from the config (optim.lr,
+    warmup_epochs) and the first start event (global batch, steps per epoch, total); None if unknown."""
     from train.optim import scaled_lr, warmup_cosine
 
     start = next((e for e in events if e.get("event") == "start"), None)
@@ -189,9 +186,8 @@ def lr_plot(records: list[dict], config: dict, events: list[dict], out: Path) ->
 
 
 def steady_state(records: list[dict], events: list[dict]) -> tuple[float, float, str] | None:
-    """(first steady step, clips/s, how it was measured): the end event's figure (train/runlog.py:
-    the steps after the first 10% of the run's last segment), else an estimate from the records past
-    the first 10% of steps."""
+    """(first steady step, clips/s, label): the end event's (train/runlog.py: the steps past the first
+    10% of the run's last segment), else an estimate from the records past the first 10% of steps."""
     end = next((e for e in reversed(events) if e.get("event") == "end"), None)
     if end and end.get("steady_clips_per_s") is not None:
         return (end["step"] - end["steps_measured"], end["steady_clips_per_s"],
@@ -280,6 +276,7 @@ def build_parser():
     p.add_argument("--out", help="folder for the PNGs (default: RUN/plots)")
     p.add_argument("--summary", help="the demo's summary.json: also plot its table")
     p.add_argument("--smooth", type=int, default=0, help="moving-average window in steps (0: about 1/40 of the run)")
+    add_eval_args(p)
     return p
 
 
@@ -292,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     written = training_plots(run, out, args.smooth)
     if rows:
         written.append(summary_plot(rows, out))
+    if args.eval:
+        cfg_path = run / "config.yaml"
+        written += checkpoint_curve(run, out, yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}, args)
     print(f"plots: {', '.join(str(p) for p in written)}")
     return 0
 
