@@ -75,6 +75,13 @@ def class_figures(out_dir, name: str, cm: np.ndarray, classes: list[str], title:
     return paths
 
 
+def logit_figures(out_dir, name: str, logits, labels, classes: list[str], title: str) -> list[Path]:
+    """:func:`class_figures` of [V, clips, C] clip logits (a video's prediction: its clips' mean, as
+    eval.classify.video_accuracy scores it) and the videos' labels."""
+    preds = np.asarray(logits.float().mean(dim=1).argmax(dim=1).cpu())
+    return class_figures(out_dir, name, confusion(np.asarray(labels), preds, len(classes)), classes, title)
+
+
 def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -120,6 +120,8 @@ def read_events(path: Path) -> list[dict]:
 
 def loss_weights(config: dict) -> dict[str, float]:
     """{term: weight} of the run's config.yaml ``loss`` section (old keys upgraded); {} if unreadable."""
+    if not isinstance(config, dict) or not isinstance(config.get("loss"), dict):
+        return {}                         # the defaults are not necessarily what this run used
     try:
         return {k: float(v) for k, v in dataclasses.asdict(config_from_dict(config).loss).items()}
     except (InputError, TypeError, AttributeError):
@@ -196,10 +198,10 @@ def steady_state(records: list[dict], events: list[dict]) -> tuple[float, float,
     x, rate = series(records, "clips_per_s")
     if len(x) < 2:
         return None
-    keep = x > x[-1] * 0.1
-    n = np.diff(np.insert(x, 0, 0))[keep]              # steps each record averages
-    value = n.sum() / (n / rate[keep]).sum()
-    return x[keep][0] - n[0], value, f"steady state so far {value:.3g} clips/s (run not ended: from the records)"
+    skip = int(np.ceil(x[-1] * 0.1))                    # train/runlog.py's rule, on whole records
+    n = np.diff(np.insert(x, 0, 0))[x > skip]           # steps each record averages
+    value = n.sum() / (n / rate[x > skip]).sum()
+    return x[x > skip][0] - n[0], value, f"steady state so far {value:.3g} clips/s (run not ended: from the records)"
 
 
 def throughput_plot(records: list[dict], events: list[dict], note: str, window: int, out: Path) -> Path:

@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         q_rows = np.asarray(data["query_rows"])
         picks = np.linspace(0, len(q_rows) - 1, min(args.figure_queries, len(q_rows))).astype(int)
         fig = retrieval_figure(out / "retrieval.png", reader, [int(q_rows[i]) for i in picks],
-                               top[picks, :args.figure_top], np.asarray(data["gallery_rows"]), reader.index.classes)
+                               top[picks, :args.figure_top], np.asarray(data["gallery_rows"]), reader.index.classes,
+                               title=f"retrieval: {desc}; split {args.split}")
         print(f"figure: {fig}")
     print(f"results: {j} {t}")
     return 0
