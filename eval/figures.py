@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shards.errors import plural
+
 RIDGE = 1.0          # the probe's ridge penalty on standardised features (fixed: a curve, not a tuned result)
 
 
@@ -47,30 +49,38 @@ def class_figures(out_dir, name: str, cm: np.ndarray, classes: list[str], title:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cm = np.asarray(cm)
-    acc, n, k = per_class_accuracy(cm), cm.sum(axis=1), len(classes)
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.22 * k))
-    y = np.arange(k)
-    ax.barh(y, 100 * np.nan_to_num(acc), color=["C0" if m else "0.7" for m in n > 0])
-    for i in y:
-        ax.text(1, i, f"{int(cm[i, i])}/{int(n[i])}" if n[i] else "no test videos", va="center", fontsize=7)
-    ax.set_yticks(y, classes, fontsize=7)
+    acc, n = per_class_accuracy(cm), cm.sum(axis=1)
+    tested = np.flatnonzero(n > 0)                 # a class with no test videos has no bar to show
+    left_out = f"; {plural(len(classes) - len(tested), 'class', 'classes')} without test videos left out" \
+        if len(tested) < len(classes) else ""
+    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.22 * len(tested)))
+    y = np.arange(len(tested))
+    ax.barh(y, 100 * acc[tested], color="C0")
+    for i, c in zip(y, tested):
+        ax.text(1, i, f"{int(cm[c, c])}/{int(n[c])}", va="center", fontsize=7)
+    ax.set_yticks(y, [classes[c] for c in tested], fontsize=7)
     ax.invert_yaxis()
     overall = np.trace(cm) / max(cm.sum(), 1)
     ax.axvline(100 * overall, color="C3", linestyle="--", linewidth=1, label=f"all videos: {100 * overall:.1f}%")
     ax.set(xlabel="top-1 of the class's test videos (%)", xlim=(0, 100))
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(f"{title}\nper-class accuracy", fontsize=9)
+    ax.set_title(f"{title}\nper-class accuracy{left_out}", fontsize=9)
     paths = [_save(plt, fig, out / f"{name}_per_class.png")]
 
+    seen = np.flatnonzero((n > 0) | (cm.sum(axis=0) > 0))   # classes tested or predicted
+    k = len(seen)
+    sub = cm[np.ix_(seen, seen)] / np.maximum(n[seen], 1)[:, None]
     side = min(12, 2.5 + 0.18 * k)
     fig, ax = plt.subplots(figsize=(side + 1, side))
-    im = ax.imshow(cm / np.maximum(n, 1)[:, None], cmap="Blues", vmin=0, vmax=1)
+    im = ax.imshow(sub, cmap="Blues", vmin=0, vmax=1)
     if k <= 60:                      # more names than that are unreadable; the axes then count classes
-        ax.set_xticks(range(k), classes, rotation=90, fontsize=6)
-        ax.set_yticks(range(k), classes, fontsize=6)
+        ax.set_xticks(range(k), [classes[c] for c in seen], rotation=90, fontsize=6)
+        ax.set_yticks(range(k), [classes[c] for c in seen], fontsize=6)
     ax.set(xlabel="predicted class", ylabel="true class")
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class's test videos")
-    ax.set_title(f"{title}\nconfusion matrix", fontsize=9)
+    hidden = f"; {plural(len(classes) - k, 'class', 'classes')} neither tested nor predicted left out" \
+        if k < len(classes) else ""
+    ax.set_title(f"{title}\nconfusion matrix{hidden}", fontsize=9)
     paths.append(_save(plt, fig, out / f"{name}_confusion.png"))
     return paths
 
