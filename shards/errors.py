@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -109,8 +110,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 def program_name(prog: str) -> str:
     """The name a usage line shows: the console script the user typed (``cstp-pretrain``,
     ``dask-submit``) when run through one, else ``prog`` (the script's own name)."""
-    import os
-
     ran = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     return ran if ran.startswith(("cstp-", "dask-submit")) else prog
 
