@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         stage(f"4/4 {name}: linear probe", [sys.executable, "eval/linear_probe.py", *base, "--cache", ev / "cache"])
         r = json.loads((ev / tag / "retrieval.json").read_text())
         lp = json.loads((ev / tag / "linear_probe.json").read_text())["splits"][0]
-        rows[name] = {"R@1": r["R@1"], "R@5": r["R@5"], "R@10": r["R@10"], "top-1": lp["top1"]}
+        # fractions to 3 places: the 0.1% the table prints
+        rows[name] = {k: round(v, 3) for k, v in {"R@1": r["R@1"], "R@5": r["R@5"], "R@10": r["R@10"],
+                                                   "top-1": lp["top1"]}.items()}
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
 
     print(f"\nCSTP demo: {r['queries']} test videos against {r['gallery']} train videos, "

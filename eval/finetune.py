@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from eval.classify import split_rows, validation_split, video_accuracy
 from eval.features import add_model_args, check_crop, clips_at, normalise
+from eval.figures import class_figures
 from eval.ft_clips import ALL, draw, eval_clip_indices, train_clip_indices
 from eval.ft_config import int_list, read_finetune_section
 from eval.report import table, write_results
@@ -51,7 +52,7 @@ def test_clips(text: str) -> int | str:
 def build_parser() -> argparse.ArgumentParser:
     p = parser(PROG, __doc__.split("\n\n")[0])
     add_model_args(p, test_clips=False)
-    p.add_argument("--splits", default="1", help="comma-separated, e.g. 1,2,3")
+    p.add_argument("--split", "--splits", dest="splits", default="1", help="split(s), comma-separated, e.g. 1,2,3")
     p.add_argument("--epochs", type=int, default=30, help="training epochs per split")
     p.add_argument("--max-steps", type=int, default=None, help="stop each split's training early (smoke runs)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per rank and step")
@@ -108,10 +109,13 @@ def random_clip(reader, row: int, args, rng: np.random.Generator) -> torch.Tenso
 
 @torch.no_grad()
 def evaluate(model, reader, rows, labels, clips, args, device, chunk: int = 16) -> dict:
-    """Video-level top-1/top-5 over ``rows`` (this rank's share, summed over ranks)."""
+    """Video-level top-1/top-5 over ``rows`` (this rank's share, summed over ranks), and the confusion
+    matrix (true x predicted class) for the figures."""
     model.eval()
     share = np.arange(len(rows))[D.rank()::D.world_size()]
     hits = torch.zeros(3, dtype=torch.float64, device=device)
+    n = len(reader.index.classes)
+    cm = torch.zeros(n * n, dtype=torch.float64, device=device)
     for i in share:
         row = int(rows[i])
         idx = eval_clip_indices(int(reader.index.n_frames[row]), args.clip_len, args.stride, clips)
@@ -119,10 +123,13 @@ def evaluate(model, reader, rows, labels, clips, args, device, chunk: int = 16) 
                             for s in range(0, len(idx), chunk)]).unsqueeze(0)
         acc = video_accuracy(logits, torch.tensor([int(labels[i])], device=device))
         hits += torch.tensor([acc["top1"], acc["top5"], 1.0], dtype=torch.float64, device=device)
+        cm[int(labels[i]) * n + int(logits.float().mean(dim=1).argmax())] += 1
     if D.is_dist():
         torch.distributed.all_reduce(hits)
+        torch.distributed.all_reduce(cm)
     model.train()
-    return {"top1": float(hits[0] / hits[2]), "top5": float(hits[1] / hits[2])}
+    return {"top1": float(hits[0] / hits[2]), "top5": float(hits[1] / hits[2]),
+            "confusion": cm.view(n, n).long().cpu().numpy()}
 
 
 def steps_per_epoch(n_train: int, n_val: int, batch: int, world: int, split: str) -> int:
@@ -185,6 +192,10 @@ def finetune_split(args, reader, backbone, split, device, rank, world):
             break
     model.load_state_dict(best_state)
     test_acc = evaluate(model, reader, test, idx.label[test], args.test_clips, args, device)
+    if rank == 0:
+        class_figures(args.out, f"finetune_split{split}", test_acc["confusion"], list(idx.classes),
+                      f"fine-tuning: {args.ckpt}, split {split}")
+    del test_acc["confusion"]
     D.barrier()
     return {"split": split, "train": len(train), "val": len(val), "test": len(test), "steps": step,
             "val_top1": best, **test_acc}, history

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from eval.classify import split_rows, video_accuracy
 from eval.feature_cache import cache_path, model_identity, shard_identity
 from eval.features import add_model_args, check_crop, extract
+from eval.figures import logit_figures
 from eval.report import table, write_results
 from shards.errors import InputError, command, parser
 from shards.random_access import FrameReader
@@ -31,7 +32,7 @@ PROG = "linear_probe.py"
 def build_parser():
     p = parser(PROG, __doc__.split("\n\n")[0])
     add_model_args(p)
-    p.add_argument("--splits", default="1", help="comma-separated, e.g. 1,2,3")
+    p.add_argument("--split", "--splits", dest="splits", default="1", help="split(s), comma-separated, e.g. 1,2,3")
     p.add_argument("--epochs", type=int, default=100, help="full-batch AdamW steps of the classifier")
     p.add_argument("--lr", type=float, default=1e-3, help="classifier learning rate")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="classifier weight decay")
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             logits = clf(fte.flatten(0, 1)).view(fte.shape[0], fte.shape[1], -1)
         acc = video_accuracy(logits, torch.from_numpy(idx.label[test].astype(np.int64)))
+        logit_figures(args.out, f"linear_probe_split{s}", logits, idx.label[test], list(idx.classes),
+                      f"linear probe: {desc}, split {s}")
         per_split.append({"split": s, "train": len(train), "test": len(test), **acc})
     mean = {"split": "mean", "train": "", "test": "",
             **{k: float(np.mean([r[k] for r in per_split])) for k in ("top1", "top5")}}

@@ -1,24 +1,29 @@
 """Pictures of a pretraining run (and of the demo's table), with matplotlib.
 
     cstp-report runs/cstp                               # PNGs under runs/cstp/plots/
+    cstp-report runs/cstp --eval                        # and R@1 / probe top-1 of each checkpoint
     python eval/plots.py out/demo/run --summary out/demo/summary.json --out out/demo/plots
 
-From RUN/log.jsonl (train/pretrain.py): loss.png (the total and each loss term), accuracy.png (each
-pretext head against its chance level, as its task in train.pretext declares it for RUN/config.yaml),
-lr.png and throughput.png (clips/s and the fraction of each step spent waiting for data). With
---summary (the demo's summary.json): demo_table.png, the demo's table as bars. Runs of earlier
-versions read too (their terms' old names and config keys are mapped to today's).
+From RUN/log.jsonl (train/pretrain.py): loss.png (the weighted terms, loss.* of RUN/config.yaml,
+stacked to the total), accuracy.png (each pretext head against its chance level), lr.png (the rate
+of every step from step 1, rebuilt from the config and checked against the logged rates),
+throughput.png (clips/s with the steady state marked, and the share of each step spent waiting for
+data). --summary (the demo's summary.json): demo_table.png. --eval: eval.png and eval.json
+(eval/figures.py). Runs of earlier versions read too (old term names and config keys mapped).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from shards.errors import InputError, command, parser, read_input_file
+from shards.errors import InputError, command, parser, plural, read_input_file
+from eval.figures import add_eval_args, checkpoint_curve
 from train.config import config_from_dict
 from train.pretext import TASKS, enabled
 
@@ -35,18 +40,22 @@ def current_names(rec: dict) -> dict:
     return rec
 
 
+def _records(path: Path) -> list[dict]:
+    """The records of a log.jsonl (a half-written last line left out: a run still writing it)."""
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return [r for r in out if isinstance(r, dict)]
+
+
 def read_log(path: Path) -> list[dict]:
     """The step records of a log.jsonl (event records and a half-written last line left out)."""
     if not path.is_file():
         raise InputError(f"{path}: no such file; give a run folder written by train/pretrain.py --out")
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue                 # a run still writing its last line
-        if isinstance(rec, dict) and "event" not in rec and "step" in rec:
-            records.append(current_names(rec))
+    records = [current_names(r) for r in _records(path) if "event" not in r and "step" in r]
     if not records:
         raise InputError(f"{path} holds no step records yet; plot it once the run has logged a step")
     return records
@@ -104,48 +113,139 @@ def _curve(ax, x, y, label: str, window: int, colour=None):
         ax.plot(x, y, color=line.get_color(), alpha=0.2, linewidth=0.8)
 
 
+def read_events(path: Path) -> list[dict]:
+    """The event records of a log.jsonl (start, epoch, end...), in order."""
+    return [r for r in _records(path) if "event" in r]
+
+
+def loss_weights(config: dict) -> dict[str, float]:
+    """{term: weight} of the run's config.yaml ``loss`` section (old keys upgraded); {} if unreadable."""
+    if not isinstance(config, dict) or not isinstance(config.get("loss"), dict):
+        return {}                         # the defaults are not necessarily what this run used
+    try:
+        return {k: float(v) for k, v in dataclasses.asdict(config_from_dict(config).loss).items()}
+    except (InputError, TypeError, AttributeError):
+        return {}
+
+
+def weighted_terms(records: list[dict], weights: dict[str, float]) -> dict[str, np.ndarray]:
+    """{term: weight x logged term} of each term with a non-zero weight: the parts whose sum is the
+    logged total (train/model.py: total_loss)."""
+    terms = sorted(k[5:] for k in records[-1] if k.startswith("loss_"))
+    return {t: weights[t] * series(records, f"loss_{t}")[1] for t in terms if weights.get(t)}
+
+
+def loss_plot(records: list[dict], config: dict, note: str, window: int, out: Path) -> Path:
+    weights = loss_weights(config)
+    parts = weighted_terms(records, weights) if weights else {}
+    x, total = series(records, "loss")
+    if parts and all(len(v) == len(total) for v in parts.values()):
+        fig, (ax,) = _figure(f"loss: weighted terms (loss.* of config.yaml) stacked to the total\n({note})")
+        ax.stackplot(x, *[smooth(v, window) for v in parts.values()], alpha=0.75,
+                     labels=[f"{t} x {weights[t]:g}" for t in parts])
+        ax.plot(x, smooth(total, window), color="black", linewidth=1.6, label="total")
+    else:                                   # no readable config: the terms as logged, and said so
+        fig, (ax,) = _figure(f"loss: total and terms, terms UNWEIGHTED (no readable config.yaml)\n({note})")
+        for key in ["loss"] + sorted(k for k in records[-1] if k.startswith("loss_")):
+            _curve(ax, *series(records, key), "total" if key == "loss" else key[5:], window)
+    ax.set(xlabel="step", ylabel="loss")
+    ax.legend(fontsize=8, ncol=3)
+    return _save(fig, out / "loss.png")
+
+
+def lr_schedule(config: dict, events: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps 1..T, the rate each step ran with) as train/optim.py schedules it, from the config (optim.lr,
+    warmup_epochs) and the first start event (global batch, steps per epoch, total); None if unknown."""
+    from train.optim import scaled_lr, warmup_cosine
+
+    start = next((e for e in events if e.get("event") == "start"), None)
+    m = re.search(r"(\d+) steps? per epoch, (\d+) in total", str((start or {}).get("summary", "")))
+    optim = (config or {}).get("optim") or {}
+    if not m or "global_batch" not in start or "lr" not in optim or "warmup_epochs" not in optim:
+        return None
+    per_epoch, total = int(m.group(1)), int(m.group(2))
+    warmup = int(float(optim["warmup_epochs"]) * per_epoch)
+    peak = scaled_lr(float(optim["lr"]), int(start["global_batch"]))
+    steps = np.arange(1, total + 1)
+    return steps, np.array([peak * warmup_cosine(int(s) - 1, warmup, total) for s in steps])
+
+
+def lr_plot(records: list[dict], config: dict, events: list[dict], out: Path) -> Path:
+    x, y = series(records, "lr")
+    x = x + 1                # a record's lr is the scheduler's after its step: the rate of the next step
+    sched = lr_schedule(config, events)
+    if sched is not None:
+        x, y = x[x <= sched[0][-1]], y[x <= sched[0][-1]]     # the rate after the last step is never used
+        if not np.allclose(np.interp(x, *sched), y, rtol=1e-4, atol=0):
+            sched = None                  # the log disagrees with the rebuilt schedule: show only what was logged
+    fig, (ax,) = _figure("learning rate of each step" + ("" if sched is not None else " (as logged)"))
+    if sched is not None:
+        ax.plot(*sched, linewidth=1.6, label="schedule (config.yaml; checked against the log)")
+    ax.plot(x, y, "o", markersize=3, label="logged")
+    ax.set(xlabel="step", ylabel="lr", xlim=(0, None))
+    ax.legend(fontsize=8)
+    return _save(fig, out / "lr.png")
+
+
+def steady_state(records: list[dict], events: list[dict]) -> tuple[float, float, str] | None:
+    """(first steady step, clips/s, label): the end event's (train/runlog.py: the steps past the first
+    10% of the run's last segment), else an estimate from the records past the first 10% of steps."""
+    end = next((e for e in reversed(events) if e.get("event") == "end"), None)
+    if end and end.get("steady_clips_per_s") is not None:
+        return (end["step"] - end["steps_measured"], end["steady_clips_per_s"],
+                f"steady state {end['steady_clips_per_s']:.3g} clips/s ({plural(end['steps_excluded'], 'step')} "
+                f"excluded)")
+    x, rate = series(records, "clips_per_s")
+    if len(x) < 2:
+        return None
+    skip = int(np.ceil(x[-1] * 0.1))                    # train/runlog.py's rule, on whole records
+    n = np.diff(np.insert(x, 0, 0))[x > skip]           # steps each record averages
+    value = n.sum() / (n / rate[x > skip]).sum()
+    return x[x > skip][0] - n[0], value, f"steady state so far {value:.3g} clips/s (run not ended: from the records)"
+
+
+def throughput_plot(records: list[dict], events: list[dict], note: str, window: int, out: Path) -> Path:
+    fig, (top, bottom) = _figure(f"throughput ({note})", rows=2)
+    _curve(top, *series(records, "clips_per_s"), "clips/s", window)
+    steady = steady_state(records, events)
+    if steady:
+        first, value, label = steady
+        top.axvspan(first, records[-1]["step"], color="C2", alpha=0.12, label="steady-state steps")
+        top.axhline(value, color="C2", linestyle="--", linewidth=1.2, label=label)
+    top.set(ylabel="clips / s", ylim=(0, None))
+    top.legend(fontsize=8)
+    _curve(bottom, *series(records, "data_wait"), "data wait", window, "C3")
+    bottom.set(xlabel="step", ylabel="share of step\nwaiting for data", ylim=(0, 1.02))
+    return _save(fig, out / "throughput.png")
+
+
+def accuracy_plot(records: list[dict], config: dict, note: str, window: int, out: Path) -> Path | None:
+    heads = sorted(k[4:] for k in records[-1] if k.startswith("acc_"))
+    if not heads:
+        return None
+    chance = chance_levels(config)
+    fig, (ax,) = _figure(f"pretext accuracy, dashed: chance ({note})")
+    for i, head in enumerate(heads):
+        _curve(ax, *series(records, f"acc_{head}"), head, window, f"C{i}")
+        if head in chance:
+            ax.axhline(chance[head], color=f"C{i}", linestyle="--", linewidth=1)
+    ax.set(xlabel="step", ylabel="accuracy", ylim=(0, 1.02))
+    ax.legend(fontsize=8, ncol=4)
+    return _save(fig, out / "accuracy.png")
+
+
 def training_plots(run: Path, out: Path, window: int = 0) -> list[Path]:
     records = read_log(run / "log.jsonl")
+    events = read_events(run / "log.jsonl")
     cfg_path = run / "config.yaml"
     config = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
     window = window or max(1, len(records) // 40)
-    note = (f"{run.name}: {int(records[-1]['step'])} steps, {len(records)} records"
+    note = (f"{run.name}: {plural(int(records[-1]['step']), 'step')}, {plural(len(records), 'record')}"
             + (f", curves averaged over {window} records" if window > 1 else ""))
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-
-    fig, (ax,) = _figure(f"loss ({note})")
-    for key in ["loss"] + sorted(k for k in records[-1] if k.startswith("loss_")):
-        _curve(ax, *series(records, key), "total" if key == "loss" else key[5:], window)
-    ax.set(xlabel="step", ylabel="loss")
-    ax.legend(fontsize=8, ncol=3)
-    written.append(_save(fig, out / "loss.png"))
-
-    heads = sorted(k[4:] for k in records[-1] if k.startswith("acc_"))
-    if heads:
-        chance = chance_levels(config)
-        fig, (ax,) = _figure(f"pretext accuracy, dashed: chance ({note})")
-        for head in heads:
-            colour = f"C{heads.index(head)}"
-            _curve(ax, *series(records, f"acc_{head}"), head, window, colour)
-            if head in chance:
-                ax.axhline(chance[head], color=colour, linestyle="--", linewidth=1)
-        ax.set(xlabel="step", ylabel="accuracy", ylim=(0, 1.02))
-        ax.legend(fontsize=8, ncol=4)
-        written.append(_save(fig, out / "accuracy.png"))
-
-    fig, (ax,) = _figure("learning rate")
-    ax.plot(*series(records, "lr"), linewidth=1.6)
-    ax.set(xlabel="step", ylabel="lr")
-    written.append(_save(fig, out / "lr.png"))
-
-    fig, (top, bottom) = _figure(f"throughput ({note})", rows=2)
-    _curve(top, *series(records, "clips_per_s"), "clips/s", window)
-    top.set(ylabel="clips / s")
-    _curve(bottom, *series(records, "data_wait"), "data wait", window, "C3")
-    bottom.set(xlabel="step", ylabel="share of step\nwaiting for data", ylim=(0, 1.02))
-    written.append(_save(fig, out / "throughput.png"))
-    return written
+    written = [loss_plot(records, config, note, window, out), accuracy_plot(records, config, note, window, out),
+               lr_plot(records, config, events, out), throughput_plot(records, events, note, window, out)]
+    return [p for p in written if p is not None]
 
 
 def read_summary(summary: Path) -> dict:
@@ -178,6 +278,7 @@ def build_parser():
     p.add_argument("--out", help="folder for the PNGs (default: RUN/plots)")
     p.add_argument("--summary", help="the demo's summary.json: also plot its table")
     p.add_argument("--smooth", type=int, default=0, help="moving-average window in steps (0: about 1/40 of the run)")
+    add_eval_args(p)
     return p
 
 
@@ -190,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     written = training_plots(run, out, args.smooth)
     if rows:
         written.append(summary_plot(rows, out))
+    if args.eval:
+        cfg_path = run / "config.yaml"
+        written += checkpoint_curve(run, out, yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}, args)
     print(f"plots: {', '.join(str(p) for p in written)}")
     return 0
 

@@ -27,11 +27,23 @@ def write_results(out_dir: str | Path, name: str, results: dict, text: str) -> t
     return j, t
 
 
+def frame_strip(reader, row: int, n: int = 3, gap: int = 2) -> np.ndarray:
+    """``n`` frames of video ``row`` at evenly spaced times (1/6, 1/2, 5/6 of it for 3), side by side
+    with a white gap: the demo's classes differ by motion, which one frame cannot show."""
+    n_frames = int(reader.index.n_frames[row])
+    at = sorted({min(n_frames - 1, int(n_frames * (2 * i + 1) / (2 * n))) for i in range(n)})
+    frames = reader.read_frames(row, at)
+    h = frames[0].shape[0]
+    white = np.full((h, gap, 3), 255, dtype=frames[0].dtype)
+    return np.concatenate([x for f in frames for x in (f, white)][:-1], axis=1)
+
+
 def retrieval_figure(path: str | Path, reader, queries: list[int], top: np.ndarray, gallery_rows: np.ndarray,
-                     classes: list[str]) -> Path:
-    """Each query's middle frame beside its top-k gallery videos (paper Fig. 5): one row per query,
-    a caption with rank and class name under every frame, a border that is green when the gallery
-    video has the query's class and red when not, and a colour key above."""
+                     classes: list[str], title: str = "", frames: int = 3) -> Path:
+    """Each query beside its top-k gallery videos (paper Fig. 5), each video as ``frames`` frames over
+    time (left to right): one row per query, a caption with rank and class name under every video, a
+    border that is green when the gallery video has the query's class and red when not, a colour key
+    and ``title`` (the model and checkpoint) above."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,11 +51,11 @@ def retrieval_figure(path: str | Path, reader, queries: list[int], top: np.ndarr
     from matplotlib.patches import Patch
 
     idx = reader.index
-    h, w = int(idx.attrs["height"]), int(idx.attrs["width"])
+    h, w = int(idx.attrs["height"]), int(idx.attrs["width"]) * frames
     cols = 1 + top.shape[1]
-    cell_w = 1.6                                   # inches; at 150 dpi a 240-pixel-wide cell
+    cell_w = 1.0 + 0.9 * frames                    # inches: about 1.2 inch a frame
     fig, axes = plt.subplots(len(queries), cols, squeeze=False, layout="constrained",
-                             figsize=(cols * cell_w, len(queries) * (cell_w * h / w + 0.45) + 0.35))
+                             figsize=(cols * cell_w, len(queries) * (cell_w * h / w + 0.45) + 0.6))
     name = lambda row: classes[int(idx.label[row])] if int(idx.label[row]) >= 0 else "?"  # noqa: E731
     for r, (q, tops) in enumerate(zip(queries, top)):
         items = [(q, "query", QUERY)] + [
@@ -51,17 +63,19 @@ def retrieval_figure(path: str | Path, reader, queries: list[int], top: np.ndarr
             for k, t in enumerate(tops)]
         for c, (row, tag, colour) in enumerate(items):
             ax = axes[r, c]
-            ax.imshow(reader.read_frames(row, [int(idx.n_frames[row]) // 2])[0], interpolation="nearest")
+            ax.imshow(frame_strip(reader, row, frames), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             for s in ax.spines.values():
                 s.set_edgecolor(colour)
                 s.set_linewidth(4 if c else 2)
-            ax.set_xlabel(f"{tag}\n" + textwrap.shorten(name(row), 22, placeholder="…"), fontsize=8, labelpad=2)
+            ax.set_xlabel(f"{tag}: " + textwrap.shorten(name(row), 30, placeholder="…"), fontsize=8, labelpad=2)
     fig.legend(handles=[Patch(facecolor="white", edgecolor=QUERY, linewidth=2, label="query"),
                         Patch(facecolor="white", edgecolor=HIT, linewidth=3, label="hit: the query's class"),
                         Patch(facecolor="white", edgecolor=MISS, linewidth=3, label="miss: another class")],
-               loc="outside upper center", ncol=3, fontsize=8, frameon=False)
-    fig.savefig(path, dpi=150)
+               loc="outside upper center", ncol=3, fontsize=8, frameon=False,
+               title=f"{title}\n{frames} frames of each video, left to right in time" if title else
+               f"{frames} frames of each video, left to right in time", title_fontsize=8)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)

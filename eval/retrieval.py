@@ -21,7 +21,7 @@ from eval.classify import split_rows
 from eval.features import add_model_args, check_crop, extract
 from eval.knn import recall_at_k, topk_cosine
 from eval.report import retrieval_figure, table, write_results
-from shards.errors import InputError, command, parser
+from shards.errors import InputError, command, parser, plural
 from shards.random_access import FrameReader
 from train.checkpoint import load_backbone
 from train.threads import set_threads
@@ -98,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     results = {"model": desc, "shards": args.shards, "split": args.split, "pool": args.pool, "gallery": len(gal),
                "queries": len(qry), **rec, "capped": cap}
     header = {k: (f"{k}*" if k in cap else k) for k in rec}
-    note = (f"\n* the gallery holds only {len(gal)} videos: {', '.join(cap)} count all of them (= R@{len(gal)})"
+    note = (f"\n* the gallery holds only {plural(len(gal), 'video')}: {', '.join(cap)} count all of them (= R@{len(gal)})"
             if cap else "")
-    text = (f"retrieval: {desc}\n{len(qry)} queries (split {args.split} test) against {len(gal)} gallery videos (train)\n"
+    text = (f"retrieval: {desc}\n{plural(len(qry), 'query', 'queries')} (split {args.split} test) against "
+            f"{plural(len(gal), 'gallery video')} (train)\n"
             + table([{header[k]: v for k, v in rec.items()}], list(header.values())) + note)
     out = Path(args.out)
     j, t = write_results(out, "retrieval", results, text)
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         q_rows = np.asarray(data["query_rows"])
         picks = np.linspace(0, len(q_rows) - 1, min(args.figure_queries, len(q_rows))).astype(int)
         fig = retrieval_figure(out / "retrieval.png", reader, [int(q_rows[i]) for i in picks],
-                               top[picks, :args.figure_top], np.asarray(data["gallery_rows"]), reader.index.classes)
+                               top[picks, :args.figure_top], np.asarray(data["gallery_rows"]), reader.index.classes,
+                               title=f"retrieval: {desc}; split {args.split}")
         print(f"figure: {fig}")
     print(f"results: {j} {t}")
     return 0

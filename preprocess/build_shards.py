@@ -25,7 +25,7 @@ from preprocess.interrupts import sigterm_as_interrupt
 from preprocess.plan import BuildPlan, plan_build
 from preprocess.rebuild import check_plan
 from shards import store
-from shards.errors import InputError, RunFailed, command, parser
+from shards.errors import InputError, RunFailed, command, parser, plural
 from shards.format import FAILURES_NAME, INDEX_NAME, STATUS_FAILED, STATUS_NAMES, STATUS_OK, TEMP_MARK, sidecar_name
 from shards.index import check_index_location, empty_rows, write_index
 from shards.sources import join, local_path, protocol
@@ -218,7 +218,7 @@ def build(args, out: str, plan: BuildPlan, in_process: bool = False) -> int:
     removed = check_plan(out, {"dataset": args.dataset, **plan.attrs["settings"]}, plan.attrs["shards"], args.overwrite)
     if removed:
         print(f"--overwrite: removed the old index and {removed} tars and sidecars of another plan", flush=True)
-    print(f"{len(specs)} shards planned for {len(listing.present)} videos -> {out}", flush=True)
+    print(f"{plural(len(specs), 'shard')} planned for {plural(len(listing.present), 'video')} -> {out}", flush=True)
 
     client, cluster = connect(args, in_process)
     t0 = time.perf_counter()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -43,6 +44,11 @@ def one_line(text: object) -> str:
         if line.strip():
             return line.strip()
     return type(text).__name__ if isinstance(text, BaseException) else ""
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 step', '3 steps' (``many``: an irregular plural, e.g. 'queries')."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def run_main(prog: str, fn: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
@@ -88,9 +94,28 @@ def read_input_file(path, option: str, parse: Callable[[str], object], kind: str
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Every option's help shows its default; descriptions keep their line breaks."""
+    """Every option's help shows its default once; descriptions keep their line breaks. No default is
+    shown for a required option, a flag, an option without one (None, empty), or a help text that
+    already names its default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        d = action.default
+        if (action.required or d is None or d is False or d == [] or d == () or "default" in text.lower()
+                or d is argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+def program_name(prog: str) -> str:
+    """The name a usage line shows: the console script the user typed (``cstp-pretrain``,
+    ``dask-submit``) when run through one, else ``prog`` (the script's own name)."""
+    ran = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return ran if ran.startswith(("cstp-", "dask-submit")) else prog
 
 
 def parser(prog: str, description: str | None = None, **kw) -> argparse.ArgumentParser:
-    """An ArgumentParser whose --help shows every default (the commands' common style)."""
-    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter, **kw)
+    """An ArgumentParser whose --help shows every default (the commands' common style) and whose usage
+    names the command as it was run (:func:`program_name`)."""
+    return argparse.ArgumentParser(prog=program_name(prog), description=description, formatter_class=HelpFormatter,
+                                   **kw)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .decode import CorruptFrame, SimpleJpegDecoder
 from .format import STATUS_OK, frame_member, meta_member, stray_shard_files
-from .errors import command, parser
+from .errors import command, parser, plural
 from .index import ShardIndex, read_index
 from .sources import SourceError, join
 from .store import listdir, open_seekable
@@ -138,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     for line in problems:
         print(line)
     verdict = "FAILED" if problems else "OK"
-    print(f"{verdict}: {stats['shards']} shards, {stats['videos_ok']} videos, {stats['frames']} frames; "
-          f"{len({p.split(':', 1)[0] for p in problems} - {'index'})} shards with problems")
+    bad = len({p.split(':', 1)[0] for p in problems} - {'index'})
+    print(f"{verdict}: {plural(stats['shards'], 'shard')}, {plural(stats['videos_ok'], 'video')}, "
+          f"{plural(stats['frames'], 'frame')}; {plural(bad, 'shard')} with problems")
     return 1 if problems else 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import re
 from pathlib import Path
 from typing import get_type_hints
@@ -57,13 +58,38 @@ def _merge(base, src, where: str, prefix: str = "", fallback_key: str = "?", sch
         if isinstance(exc, ConfigKeyError):
             parent = key.rsplit(".", 1)[0] if "." in key else ""
             node = OmegaConf.select(base, parent) if parent else base
-            raise ConfigError(f"{where}unknown config key '{prefix}{key}'; valid keys here: {sorted(node.keys())}") from None
+            hint = did_you_mean(f"{prefix}{key}", prefix, schema)
+            raise ConfigError(f"{where}unknown config key '{prefix}{key}'{hint}; valid keys here: "
+                              f"{sorted(node.keys())}") from None
         try:
             value = OmegaConf.select(src, key)
         except OmegaConfBaseException:
             value = "?"
         raise ConfigError(f"{where}config key {prefix}{key}={value!r}: {one_line(getattr(exc, 'msg', None) or exc)}; "
                           f"expected {_type_at(key, schema or config_class())}") from None
+
+
+def known_keys(schema: type | None = None, prefix: str = "") -> list[str]:
+    """Every dotted key of ``schema`` (default: the Config), sections included: ``optim``, ``optim.lr``..."""
+    keys = []
+    for name, t in get_type_hints(schema or config_class()).items():
+        keys.append(f"{prefix}{name}")
+        if dataclasses.is_dataclass(t):
+            keys += known_keys(t, f"{prefix}{name}.")
+    return keys
+
+
+def did_you_mean(key: str, prefix: str = "", schema: type | None = None) -> str:
+    """'; did you mean optim.lr?' for ``train.lr``: a known key with the same last part (a key put in
+    the wrong section) and the close spellings (difflib) of the last part within its section; '' when
+    nothing is close."""
+    keys = known_keys(schema, prefix)
+    parent, _, leaf = key.rpartition(".")
+    siblings = {k.rpartition(".")[2]: k for k in keys if k.rpartition(".")[0] == parent}
+    close = [k for k in keys if k.rpartition(".")[2] == leaf and k != key]
+    close += [siblings[s] for s in difflib.get_close_matches(leaf, list(siblings), n=2, cutoff=0.6)]
+    close = list(dict.fromkeys(close))[:2]
+    return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
 def _load_yaml(path: str):

@@ -20,13 +20,8 @@ from shards.errors import InputError
 
 from .checkpoint import CheckpointError
 from .config import config_from_dict
+from .resume_keys import ALLOWED_ON_RESUME, FIXED
 
-ALLOWED_ON_RESUME = ("train.epochs", "train.max_steps", "train.ckpt_every", "train.keep_ckpts", "train.log_every",
-                     "train.tensorboard", "train.out")
-# the weights (model.*), the optimizer state (optim.name), the global batch the step count, schedule
-# and epoch plan are built on (data.batch_size), and the seed the plan and augmentation draw from
-FIXED = ("model.backbone", "model.width", "model.method", "model.method_params", "optim.name", "data.batch_size",
-         "train.seed")
 _UNSET = object()
 
 

@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from shards.errors import InputError
+from shards.errors import InputError, plural
 from shards.folder_lock import acquire, release
 from shards.writer import atomic_write_bytes
 
@@ -75,6 +75,6 @@ def prepare_run_folder(out: Path, resume: str, overwrite: bool, is_main: bool, s
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "tb", ignore_errors=True)
-        say(f"--overwrite: removed {len(found)} checkpoints and the logs of the earlier run in {out}")
+        say(f"--overwrite: removed {plural(len(found), 'checkpoint')} and the logs of the earlier run in {out}")
     for p in remove_temporaries(out):
         say(f"removed {p.name}, left by a checkpoint save that was killed")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from eval.plots import chance_levels, main as report, read_log, smooth
+from eval.plots import (chance_levels, loss_weights, lr_schedule, main as report, read_events, read_log, series, smooth,
+                        steady_state, weighted_terms)
 from shards.errors import InputError
 from tests.conftest import ROOT
 from tests.train.test_pretrain import run
@@ -96,3 +97,51 @@ def test_smooth_is_a_trailing_moving_average():
     assert smooth(y, 1) is y
     assert smooth(y, 2).tolist() == [1.0, 2.0, 4.0, 6.0]
     assert smooth(y, 10).tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_the_weighted_loss_terms_add_up_to_the_logged_total(tiny_run):
+    records = read_log(tiny_run / "log.jsonl")
+    weights = loss_weights(yaml.safe_load((tiny_run / "config.yaml").read_text()))
+    assert weights["contrastive"] == 0.1 and weights["rate"] == 1.0          # configs/tiny_cpu.yaml, the authors'
+    parts = weighted_terms(records, weights)
+    assert set(parts) == {k for k, w in weights.items() if w}
+    np.testing.assert_allclose(sum(parts.values()), series(records, "loss")[1], rtol=1e-5)
+
+
+def test_a_log_without_a_readable_config_plots_unweighted_terms_and_says_so(tiny_run, tmp_path):
+    (tmp_path / "log.jsonl").write_text((tiny_run / "log.jsonl").read_text())
+    assert loss_weights({}) == {}
+    assert report([str(tmp_path)]) == 0 and is_png(tmp_path / "plots" / "loss.png")
+
+
+def test_the_lr_plot_rebuilds_the_schedule_from_step_1_and_it_matches_the_log(tiny_run):
+    config = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    records, events = read_log(tiny_run / "log.jsonl"), read_events(tiny_run / "log.jsonl")
+    steps, lr = lr_schedule(config, events)
+    # 11 videos / batch 2 = 5 steps an epoch, max_steps 4; warm-up 0.5 epoch = 2 steps, peak 0.5 x 2 / 256
+    assert steps.tolist() == [1, 2, 3, 4]
+    peak = 0.5 * 2 / 256
+    np.testing.assert_allclose(lr[:2], [peak / 2, peak])
+    logged = {r["step"] + 1: r["lr"] for r in records if r["step"] < 4}     # the rate the next step runs with
+    np.testing.assert_allclose([lr[s - 1] for s in logged], list(logged.values()), rtol=1e-6)
+
+
+def test_the_steady_state_is_the_end_events_and_estimated_for_a_run_still_going(tiny_run):
+    records, events = read_log(tiny_run / "log.jsonl"), read_events(tiny_run / "log.jsonl")
+    end = events[-1]
+    first, value, label = steady_state(records, events)
+    assert (first, value) == (end["step"] - end["steps_measured"], end["steady_clips_per_s"])
+    assert f"({end['steps_excluded']} step excluded)" in label or f"({end['steps_excluded']} steps excluded)" in label
+    first, value, label = steady_state(records, [e for e in events if e["event"] != "end"])
+    assert "run not ended" in label and value > 0 and first >= 1
+
+
+def test_eval_plots_each_checkpoint_against_a_random_init(tiny_run, real_ucf_shards, tmp_path, capsys):
+    assert report([str(tiny_run), "--out", str(tmp_path), "--eval", "--shards", str(real_ucf_shards), "--clips", "1"]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    ckpts = sorted(tiny_run.glob("ckpt-*.pt"))
+    assert [p["step"] for p in result["points"]] == [None] + [int(c.stem[5:]) for c in ckpts]
+    assert all(0 <= p["R@1"] <= 1 and 0 <= p["top1"] <= 1 for p in result["points"])
+    assert (result["gallery"], result["queries"]) == (2, 9)                  # split 1 of the eleven clips
+    assert is_png(tmp_path / "eval.png")
+    assert str(tmp_path / "eval.png") in capsys.readouterr().out
