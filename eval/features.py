@@ -23,24 +23,28 @@ POOLS = {
 # The authors test on frames resized to a 128-pixel short side, centre-cropped to 112.
 SHORT_SIDE = 128
 
-def add_model_args(p, shards_required: bool = True, test_clips: bool = True) -> None:
+def add_model_args(p, shards_required: bool = True, test_clips: bool = True, required: bool = True,
+                   clip_options: bool = True) -> None:
     """The options every eval script shares: what to evaluate, on which shards, with which clips
-    (``test_clips=False``: the script has its own option for the number of test clips)."""
-    p.add_argument("--ckpt", required=True, help="pretraining checkpoint (ckpt-*.pt), or 'none' for random initialisation")
-    p.add_argument("--shards", required=shards_required, help="shard set (folder or URL) holding index.zarr"
+    (``test_clips=False``: the script has its own option for the number of test clips;
+    ``clip_options=False``: clip length, crop, short side and seed are keys of the script's own config;
+    ``required=False``: the script checks --ckpt and --shards itself, after options that need neither)."""
+    p.add_argument("--ckpt", required=required, help="pretraining checkpoint (ckpt-*.pt), or 'none' for random initialisation")
+    p.add_argument("--shards", required=shards_required and required, help="shard set (folder or URL) holding index.zarr"
                    + ("" if shards_required else "; required unless --features-in"))
     p.add_argument("--backbone", default="r21d_10", help="backbone to build with --ckpt none (a checkpoint names its own)")
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier with --ckpt none")
     if test_clips:
         p.add_argument("--clips", type=int, default=10, help="evenly spaced clips per video at test time")
-    p.add_argument("--clip-len", type=int, default=16, help="frames per clip")
-    p.add_argument("--crop", type=int, default=112,
-                   help="side of the square centre crop, in pixels of frames seen at --short-side")
-    p.add_argument("--short-side", type=int, default=SHORT_SIDE,
-                   help="frames stored larger are seen as if resized to this short side before the crop (the "
-                        "authors' test transform: 128, then a 112 centre crop); smaller ones as stored")
+    if clip_options:
+        p.add_argument("--clip-len", type=int, default=16, help="frames per clip")
+        p.add_argument("--crop", type=int, default=112,
+                       help="side of the square centre crop, in pixels of frames seen at --short-side")
+        p.add_argument("--short-side", type=int, default=SHORT_SIDE,
+                       help="frames stored larger are seen as if resized to this short side before the crop (the "
+                            "authors' test transform: 128, then a 112 centre crop); smaller ones as stored")
+        p.add_argument("--seed", type=int, default=0, help="seed of every random draw (and of --ckpt none's weights)")
     p.add_argument("--out", default="runs/eval", help="folder for the results")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (and of --ckpt none's weights)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 

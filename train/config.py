@@ -141,12 +141,6 @@ class TrainSection:
 
 
 @dataclass
-class FinetuneSection:      # read by eval/finetune.py --config
-    rates: List[int] = opt([1], "playback rates of fine-tuning clips (Table 1 rows 1-4)", POSITIVE_INTS)
-    rotations: List[int] = opt([0], "rotations of fine-tuning clips (Table 1 rows 1-4)", RIGHT_ANGLES)
-
-
-@dataclass
 class PaperSection:
     table: Optional[int] = opt(None, "the paper's table this config reproduces")
     row: Optional[int] = opt(None, "its row (Exp.) in that table")
@@ -164,7 +158,8 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimSection = field(default_factory=OptimSection)
     train: TrainSection = field(default_factory=TrainSection)
-    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    # eval/finetune.py --config reads this section and eval/ft_config.py is its one schema and validator
+    finetune: Dict[str, Any] = opt({}, "fine-tuning settings (eval/finetune.py --help-config lists the keys)")
     paper: PaperSection = field(default_factory=PaperSection)
 
 

@@ -142,7 +142,7 @@ def settings(r: Row) -> dict:
         out["pretrain"] = False
     out["paper"] = {"table": r.table, "row": r.row, "what": r.what, "ucf101": r.ucf101, "hmdb51": r.hmdb51}
     if not r.pretrain:
-        out["finetune"] = {"rates": rates, "rotations": rotations}
+        out["finetune"] = {"preset": "base", "rates": rates, "rotations": rotations}    # the paper's Base augmentation
         return out
     data = {"split": "1", "rates": rates, "rotations": rotations}
     if r.n_overlaps:
