@@ -26,17 +26,17 @@ import torch
 import torch.nn.functional as F
 
 from eval import ft_model
+from eval.ckpt_source import NONE, load_model, resolve_path, settle
 from eval.classify import split_rows, validation_split, video_accuracy
-from eval.features import add_model_args, check_crop, normalise
+from eval.features import add_model_args, check_crop, given, normalise
 from eval.ft_clips import eval_clip_indices
-from eval.ft_config import FinetuneConfig, clip_rule, help_lines, load, to_yaml, as_dict
+from eval.ft_config import FinetuneConfig, as_dict, clip_rule, help_lines, load, to_yaml, validate
 from eval.ft_data import centre_clips, device_augment, random_clip, val_clip_indices
 from eval.report import table, write_results
 from shards.augment import augment
 from shards.errors import InputError, command, parser
 from shards.random_access import FrameReader
 from train import ddp as D
-from train.checkpoint import load_backbone
 from train.sync_bn import convert_sync_bn
 
 PROG = "finetune.py"
@@ -73,8 +73,10 @@ def add_config_args(p: argparse.ArgumentParser, shorthand: dict = SHORTHAND) -> 
     p.add_argument("--print-config", action="store_true", help="print the resolved fine-tune config as YAML and exit")
     p.add_argument("--help-config", action="store_true", help="list every fine-tune config key and exit")
     for flag, (key, kind) in shorthand.items():
-        default = _default(key)
+        default, leaf = _default(key), key.rsplit(".", 1)[-1]
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        if default is None and leaf in NONE:
+            shown = f"the checkpoint's; {NONE[leaf]} with --ckpt none"
         p.add_argument(flag, type=kind, default=argparse.SUPPRESS, dest=key, metavar=flag[2:].upper().replace("-", "_"),
                        help=f"sets {key} (default: {shown})")
 
@@ -90,18 +92,31 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(p: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, FinetuneConfig | None]:
     """(args, config); config None when --print-config or --help-config has printed and the command is done."""
     args = p.parse_args(argv)
-    given = {k: v for k, v in vars(args).items() if "." in k or k in ("rates", "rotations", "seed")}
+    flags = {k: v for k, v in vars(args).items() if "." in k or k in ("rates", "rotations", "seed")}
     if args.help_config:
         print("\n".join(help_lines()))
         return args, None
-    cfg = load(args.config, args.overrides, given)
+    cfg = load(args.config, args.overrides, flags)
     if args.print_config:
-        print(to_yaml(cfg), end="")
+        trained = (load_model(resolve_path(args.ckpt), given(args, "backbone"), given(args, "width"), cfg.seed)[2]
+                   if args.ckpt else None)
+        print(to_yaml(fill_clips(cfg, trained)), end="")
         return args, None
     for flag in ("ckpt", "shards"):
         if getattr(args, flag) is None:
             p.error(f"the following arguments are required: --{flag}")
     return args, cfg
+
+
+def fill_clips(cfg: FinetuneConfig, trained: dict | None) -> FinetuneConfig:
+    """clips.* left null take what the checkpoint was trained with (the --ckpt none values without
+    one); a set clip length or crop the checkpoint disagrees with gets a warning line."""
+    c = cfg.clips
+    for key, value in settle(PROG, {k: getattr(c, k) for k in ("clip_len", "crop", "short_side", "mean", "std")},
+                             trained).items():
+        setattr(c, key, value)
+    validate(cfg)
+    return cfg
 
 
 def evaluate(model, reader, rows, labels, cfg: FinetuneConfig, device, clips, rng=None, chunk: int = 16) -> dict:
@@ -114,7 +129,8 @@ def evaluate(model, reader, rows, labels, cfg: FinetuneConfig, device, clips, rn
             row, n = int(rows[i]), int(reader.index.n_frames[int(rows[i])])
             idx = (val_clip_indices(n, cfg, rng) if clips == "val"
                    else eval_clip_indices(n, cfg.clips.clip_len, cfg.clips.stride, clips))
-            logits = torch.cat([model(normalise(centre_clips(reader, row, idx[s:s + chunk], cfg).to(device)))
+            logits = torch.cat([model(normalise(centre_clips(reader, row, idx[s:s + chunk], cfg).to(device),
+                                                cfg.clips.mean, cfg.clips.std))
                                 for s in range(0, len(idx), chunk)]).unsqueeze(0)
             y = torch.tensor([int(labels[i])], device=device)
             acc = video_accuracy(logits, y)
@@ -150,7 +166,7 @@ def train_epoch(net, model, reader, train, labels, cfg, opt, epoch, rank, world,
         clips = torch.stack([random_clip(reader, int(train[i]), cfg, rng) for i in b]).to(device)
         y = torch.from_numpy(labels[b].astype(np.int64)).to(device)
         gen = torch.Generator(device=device).manual_seed(int(rng.integers(1 << 31)))
-        loss = F.cross_entropy(net(augment(clips, aug, gen)), y)
+        loss = F.cross_entropy(net(normalise(augment(clips, aug, gen), cfg.clips.mean, cfg.clips.std)), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -198,11 +214,13 @@ def finetune_split(cfg: FinetuneConfig, reader, backbone, split: str, device, ra
 def run(args, cfg: FinetuneConfig, name: str, frozen: bool) -> int:
     """Fine-tune (or, ``frozen``, linear-evaluate) on every split of --splits; write ``name``.json/.txt."""
     reader = FrameReader(args.shards)
-    check_crop(reader.index, cfg.clips.crop, cfg.clips.short_side)
     splits = [x.strip() for x in args.splits.split(",") if x.strip()]
     for s in splits:                       # every split checked before any training starts
         split_rows(reader.index, s)
-    backbone, desc = load_backbone(args.ckpt, args.backbone, args.width, seed=cfg.seed)
+    args.ckpt = resolve_path(args.ckpt)
+    backbone, desc, trained = load_model(args.ckpt, given(args, "backbone"), given(args, "width"), seed=cfg.seed)
+    cfg = fill_clips(cfg, trained)
+    check_crop(reader.index, cfg.clips.crop, cfg.clips.short_side)
     rank, world, _, device = D.init_from_env()
     torch.manual_seed(cfg.seed)
     try:
@@ -221,7 +239,8 @@ def run(args, cfg: FinetuneConfig, name: str, frozen: bool) -> int:
                    f"rates {cfg.rates}, rotations {cfg.rotations}, lr {cfg.optim.lr}, batch {cfg.optim.batch_size}")
         text = (f"{'linear evaluation' if frozen else 'fine-tuning'}: {desc}\n{summary}\n"
                 + table(results, ["split", "train", "val", "test", "steps", "val_top1", "top1", "top5"]))
-        j, t = write_results(args.out, name, {"model": desc, "shards": str(args.shards), "protocol": "authors",
+        j, t = write_results(args.out, name, {"model": desc, "checkpoint": args.ckpt, "shards": str(args.shards),
+                                              "protocol": "authors",
                                               "frozen": frozen, "config": as_dict(cfg), "splits": results,
                                               "history": histories}, text)
         print(text)

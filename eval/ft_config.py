@@ -80,13 +80,20 @@ class OptimSection:
 
 
 @dataclass
-class ClipSection:
-    clip_len: int = opt(16, "frames per clip (the authors' sample_duration)", AT_LEAST_1)
+class ClipSection:        # null: as the checkpoint was trained (the --ckpt none values in brackets)
+    clip_len: Optional[int] = opt(None, "frames per clip (the authors' sample_duration; null: the checkpoint's "
+                                        "data.clip_len [16])", AT_LEAST_1)
     stride: int = opt(4, "frames between a clip's consecutive frames, training and test (the authors' pb_rate)",
                       AT_LEAST_1)
-    crop: int = opt(112, "side of the square clips the network sees, training and test (sample_size)", AT_LEAST_1)
-    short_side: int = opt(128, "test/validation: frames seen as if resized to this short side, then centre-"
-                               "cropped to crop (the authors' img_test: 128 then 112)", AT_LEAST_1)
+    crop: Optional[int] = opt(None, "side of the square clips the network sees, training and test (sample_size; "
+                                    "null: the checkpoint's data.out_size [112])", AT_LEAST_1)
+    short_side: Optional[int] = opt(None, "test/validation: frames seen as if resized to this short side, then "
+                                          "centre-cropped to crop (the authors' img_test: 128 for 112; null: crop x "
+                                          "128/112 [128])", AT_LEAST_1)
+    mean: Optional[List[float]] = opt(None, "per-channel mean the clips are standardised with (null: as the "
+                                            "checkpoint was pretrained [Kinetics statistics])", Rule("3 values", lambda v: len(v) == 3))
+    std: Optional[List[float]] = opt(None, "per-channel std (null: as the checkpoint was pretrained)",
+                                     Rule("3 values > 0", lambda v: len(v) == 3 and all(x > 0 for x in v)))
 
 
 @dataclass
@@ -233,7 +240,7 @@ def _check(obj, where: str) -> None:
 def validate(cfg: FinetuneConfig) -> None:
     """Every key's range; then what keys must agree on."""
     _check(cfg, "")
-    if cfg.clips.crop > cfg.clips.short_side:
+    if cfg.clips.crop is not None and cfg.clips.short_side is not None and cfg.clips.crop > cfg.clips.short_side:
         raise InputError(f"finetune.clips.crop={cfg.clips.crop} is larger than finetune.clips.short_side="
                          f"{cfg.clips.short_side}: the test crop is cut from frames at that short side")
 

@@ -28,12 +28,12 @@ def random_clip(reader, row: int, cfg: FinetuneConfig, rng: np.random.Generator)
 
 
 def device_augment(cfg: FinetuneConfig) -> AugmentConfig:
-    """The per-clip colour augmentation (and flip, off by default) that runs on the batch's device,
-    normalised as pretraining normalises."""
+    """The per-clip colour augmentation (and flip, off by default) that runs on the batch's device
+    (0-1 floats out: the caller standardises them with clips.mean/std)."""
     a = cfg.augment
     return AugmentConfig(p_base=1.0, p_jitter=a.p_jitter, brightness=a.brightness, contrast=a.contrast,
                          saturation=a.saturation, hue=a.hue, p_gray=a.p_gray, p_blur=a.p_blur,
-                         blur_sigma=tuple(a.blur_sigma), p_rotate=0.0, p_flip=a.p_flip, normalize=True)
+                         blur_sigma=tuple(a.blur_sigma), p_rotate=0.0, p_flip=a.p_flip, normalize=False)
 
 
 def val_clip_indices(n_frames: int, cfg: FinetuneConfig, rng: np.random.Generator) -> np.ndarray:

@@ -24,20 +24,20 @@ import torch.nn.functional as F
 
 from eval.classify import split_rows, video_accuracy
 from eval.feature_cache import cache_path, model_identity, shard_identity
-from eval.features import SHORT_SIDE, add_model_args, check_crop, extract
+from eval.ckpt_source import NONE, load_model, resolve_path, settle
+from eval.features import add_model_args, check_crop, extract, given
 from eval.finetune import SHORTHAND, add_config_args, parse, run
 from eval.report import table, write_results
 from shards.errors import InputError, command, parser
 from shards.random_access import FrameReader
-from train.checkpoint import load_backbone
 
 PROG = "linear_probe.py"
 
 
 PROTOCOLS = ("authors", "full-batch")
 # full-batch's own settings where the authors' protocol has a config key of the same flag
-FULL_BATCH = {"optim.epochs": 100, "optim.lr": 1e-3, "optim.weight_decay": 1e-4, "clips.clip_len": 16,
-              "clips.crop": 112, "clips.short_side": SHORT_SIDE, "seed": 0}
+FULL_BATCH = {"optim.epochs": 100, "optim.lr": 1e-3, "optim.weight_decay": 1e-4, "clips.clip_len": None,
+              "clips.crop": None, "clips.short_side": None, "seed": 0}
 
 
 def build_parser():
@@ -79,14 +79,16 @@ def train_linear(x: torch.Tensor, y: torch.Tensor, n_classes: int, epochs: int, 
 
 def cached_features(args, reader, backbone, rows: np.ndarray) -> np.ndarray:
     """[V, clips, D] features of ``rows``, from the cache when the same model, settings and shards made them."""
-    cache = cache_path(args.cache, model=model_identity(args.ckpt, args.backbone, args.width, args.seed),
-                       shards=shard_identity(reader.index), rows=rows.tolist(), pool="avg", clips=args.clips,
-                       clip_len=args.clip_len, crop=args.crop, short_side=args.short_side)
+    width = given(args, "width")
+    model = model_identity(args.ckpt, given(args, "backbone") or NONE["backbone"],
+                           NONE["width"] if width is None else width, args.seed)
+    cache = cache_path(args.cache, model=model, shards=shard_identity(reader.index), rows=rows.tolist(), pool="avg",
+                       clips=args.clips, **args.settings)
     if cache.is_file():
         return np.load(cache)["features"]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    feats = extract(backbone, reader, rows, "avg", args.clips, args.clip_len, args.crop, device=device,
-                    progress=not args.no_progress, short_side=args.short_side)
+    feats = extract(backbone, reader, rows, "avg", args.clips, device=device, progress=not args.no_progress,
+                    **args.settings)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, features=feats, rows=rows)
@@ -108,10 +110,12 @@ def main(argv: list[str] | None = None) -> int:
 def full_batch(args) -> int:
     reader = FrameReader(args.shards)
     idx = reader.index
-    check_crop(idx, args.crop, args.short_side)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     plans = {s: split_rows(idx, s) for s in splits}
-    backbone, desc = load_backbone(args.ckpt, args.backbone, args.width, seed=args.seed)
+    args.ckpt = resolve_path(args.ckpt)
+    backbone, desc, trained = load_model(args.ckpt, given(args, "backbone"), given(args, "width"), seed=args.seed)
+    args.settings = settle(PROG, {k: given(args, k) for k in ("clip_len", "crop", "short_side")}, trained)
+    check_crop(idx, args.settings["crop"], args.settings["short_side"])
     # one feature pass over every video any split needs
     rows = np.unique(np.concatenate([np.concatenate(p) for p in plans.values()]))
     feats = cached_features(args, reader, backbone, rows)
@@ -133,6 +137,7 @@ def full_batch(args) -> int:
     rows_out = per_split + ([mean] if len(per_split) > 1 else [])
     text = f"linear probe (full-batch): {desc}\n" + table(rows_out, ["split", "train", "test", "top1", "top5"])
     j, t = write_results(args.out, "linear_probe", {"model": desc, "shards": str(args.shards), "protocol": "full-batch",
+                                                                 "settings": args.settings,
                                                                  "splits": rows_out}, text)
     print(text)
     print(f"results: {j} {t}")

@@ -71,12 +71,11 @@ def test_print_config_values_are_the_authors(capsys):
     assert yaml.safe_load(capsys.readouterr().out)["finetune"]["optim"]["lr"] == 0.02
     # by path and as the console script, each printing the same YAML and exiting 0
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    by_path = subprocess.run([sys.executable, "eval/finetune.py", "--print-config"], cwd=ROOT, env=env,
-                             capture_output=True, text=True)
-    script = subprocess.run([str(Path(sys.executable).parent / "cstp-finetune"), "--print-config"], cwd=ROOT, env=env,
-                            capture_output=True, text=True)
-    assert by_path.returncode == script.returncode == 0 and by_path.stdout == script.stdout
-    subset_of(AUTHORS, yaml.safe_load(by_path.stdout)["finetune"])
+    procs = [subprocess.Popen([*cmd, "--print-config"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+             for cmd in ([sys.executable, "eval/finetune.py"], [str(Path(sys.executable).parent / "cstp-finetune")])]
+    (by_path, _), (script, _) = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0] and by_path == script
+    subset_of(AUTHORS, yaml.safe_load(by_path)["finetune"])
     # what it prints is a config --config reads back to the same settings
     assert load(str(ROOT / "configs/finetune.yaml")) == load()
 
@@ -153,9 +152,9 @@ def test_the_training_crop_covers_the_configured_share_of_the_frame():
     assert random_sized_box(128, 171, (1.0, 1.0), (4.0, 4.0), 10, rng) == (21, 0, 128, 128)
 
 
-def clips_of(seed: int) -> torch.Tensor:
+def clips_of(seed: int, n: int = 6) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (6, 3, 4, 32, 32), generator=g, dtype=torch.uint8)
+    return torch.randint(0, 256, (n, 3, 4, 32, 32), generator=g, dtype=torch.uint8)
 
 
 def augmented(values: dict, x: torch.Tensor) -> torch.Tensor:
@@ -164,21 +163,21 @@ def augmented(values: dict, x: torch.Tensor) -> torch.Tensor:
 
 def test_each_augmentation_switch_changes_what_it_claims_and_nothing_else():
     x = clips_of(0)
-    plain = normalise(x)
+    plain = x.float() / 255               # what the device augmentation hands on to normalise()
     off = {"augment": {"p_jitter": 0.0}}
     assert torch.allclose(augmented(off, x), plain, atol=1e-5)                     # defaults but jitter: no flip, no blur
     jittered = augmented({"augment": {"p_jitter": 1.0}}, x)
     assert all(not torch.allclose(jittered[i], plain[i], atol=1e-3) for i in range(6))
     # the default p 0.3: some clips keep their colours, some do not
-    d = augmented({}, clips_of(3))
-    kept = [torch.allclose(d[i], normalise(clips_of(3))[i], atol=1e-5) for i in range(6)]
-    assert any(kept) or not all(kept)
+    many = clips_of(3, 60)
+    d = augmented({}, many)
+    kept = np.mean([torch.allclose(d[i], many[i].float() / 255, atol=1e-5) for i in range(60)])
+    assert 0.5 < kept < 0.9, kept                                                   # 0.7 expected
     flipped = augmented({"augment": {"p_jitter": 0.0, "p_flip": 1.0}}, x)
     assert torch.allclose(flipped, plain.flip(-1), atol=1e-5)
     blurred = augmented({"preset": "base", "augment": {"p_jitter": 0.0, "p_blur": 1.0}}, x)
     assert blurred.std() < plain.std() * 0.9 and torch.allclose(blurred.mean(), plain.mean(), atol=0.05)
-    gray = augmented({"augment": {"p_jitter": 0.0, "p_gray": 1.0}}, x) * torch.tensor([0.22803, 0.22145, 0.216989]).view(1, 3, 1, 1, 1)
-    gray = gray + torch.tensor([0.43216, 0.394666, 0.37645]).view(1, 3, 1, 1, 1)
+    gray = augmented({"augment": {"p_jitter": 0.0, "p_gray": 1.0}}, x)
     assert torch.allclose(gray[:, 0], gray[:, 1], atol=1e-4) and torch.allclose(gray[:, 1], gray[:, 2], atol=1e-4)
 
 
@@ -227,7 +226,7 @@ def test_the_finetune_section_of_an_ablation_yaml_sets_rates_rotations_and_the_p
     ("finetune: {eval: {test_clips: some}}\n", "finetune.eval.test_clips='some' is not allowed: must be 'authors'"),
     ("finetune: {head: {init: xavier}}\n", "finetune.head.init='xavier' is not allowed: must be 'authors' or 'pytorch'"),
     ("finetune: {preset: strong}\n", "finetune.preset='strong' is not allowed: must be 'authors' or 'base'"),
-    ("finetune: {clips: {crop: 200}}\n", "finetune.clips.crop=200 is larger than finetune.clips.short_side=128"),
+    ("finetune: {clips: {crop: 200, short_side: 128}}\n", "finetune.clips.crop=200 is larger than finetune.clips.short_side=128"),
     ("model: {backbone: c3d}\n", "has no finetune: section"),
     ("finetune: [1\n", "not valid YAML"),
 ])
