@@ -25,3 +25,19 @@ def flat_shards(tmp_path_factory):
         assert build(["--size", "128x171", "--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists),
                       "--out", str(root / "shards"), "--workers", "1", "--no-progress"]) == 0
     return root / "shards"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(real_ucf_shards, tmp_path_factory):
+    """A tiny pretraining run on the real clips (configs/tiny_cpu.yaml: 8-frame clips at 64 px):
+    checkpoints at steps 2 and 4, backbone.pt and config.yaml."""
+    from tests.train.test_pretrain import run
+
+    out = tmp_path_factory.mktemp("pretrained") / "run"
+    assert run(real_ucf_shards, out, "train.max_steps=4", "train.ckpt_every=2", "train.keep_ckpts=0") == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tiny_run):
+    return tiny_run / "ckpt-00000004.pt"

@@ -14,18 +14,8 @@ from eval.finetune import main as finetune
 from eval.linear_probe import main as linear_probe
 from eval.retrieval import main as retrieval
 from shards.augment import MEAN, STD
-from tests.train.test_pretrain import run
 
 FAST = ["--clips", "2", "--no-progress", "--figure-queries", "0"]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(real_ucf_shards, tmp_path_factory):
-    """A tiny pretraining run (8-frame clips at 64 px, configs/tiny_cpu.yaml): checkpoints at steps 2
-    and 4, backbone.pt and config.yaml."""
-    out = tmp_path_factory.mktemp("run") / "r"
-    assert run(real_ucf_shards, out, "train.max_steps=4", "train.ckpt_every=2", "train.keep_ckpts=0") == 0
-    return out
 
 
 def test_the_checkpoint_says_which_clips_it_saw():
@@ -77,11 +67,7 @@ def test_backbone_pt_is_accepted_by_retrieval_linear_probe_and_finetune(real_ucf
                      "--test-clips", "1", "head.bn=false"]) == 0
     ft = json.loads((tmp_path / "f" / "finetune.json").read_text())
     assert ft["checkpoint"] == export and (ft["config"]["clips"]["clip_len"], ft["config"]["clips"]["crop"]) == (8, 64)
-    # the weights are the run's last: features equal those of its last checkpoint
-    last = json.loads((tmp_path / "r" / "retrieval.json").read_text())
-    assert retrieval(["--ckpt", str(tiny_run / "ckpt-00000004.pt"), "--shards", str(real_ucf_shards), "--no-progress",
-                      "--out", str(tmp_path / "r4"), "--clips", "2", "--figure-queries", "0"]) == 0
-    same = json.loads((tmp_path / "r4" / "retrieval.json").read_text())
-    assert {k: v for k, v in last.items() if k.startswith("R@")} == {k: v for k, v in same.items() if k.startswith("R@")}
-    assert torch.load(export, weights_only=True).keys() == torch.load(tiny_run / "ckpt-00000004.pt",
-                                                                      weights_only=True)["backbone"].keys()
+    # the weights are the run's last checkpoint's
+    last = torch.load(tiny_run / "ckpt-00000004.pt", weights_only=True)["backbone"]
+    exported = torch.load(export, weights_only=True)
+    assert exported.keys() == last.keys() and all(torch.equal(exported[k], last[k]) for k in last)

@@ -16,15 +16,7 @@ from eval.linear_probe import main as linear_probe
 from eval.retrieval import main as retrieval
 from shards.random_access import FrameReader
 from tests.conftest import ROOT
-from tests.train.test_pretrain import run
 from train.checkpoint import load_backbone
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(real_ucf_shards, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pretrained")
-    assert run(real_ucf_shards, out, "train.max_steps=2") == 0
-    return out / "ckpt-00000002.pt"
 
 
 SMALL = ["--clips", "3", "--clip-len", "8", "--crop", "64", "--no-progress"]

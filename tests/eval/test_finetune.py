@@ -26,7 +26,6 @@ from shards.augment import augment
 from shards.errors import InputError
 from shards.random_access import FrameReader, evenly_spaced_clips
 from tests.conftest import ROOT
-from tests.train.test_pretrain import run
 
 HERE = Path(__file__).parent
 # 1 clip of 8 frames at 64 px; the real clips' split 1 has 2 train videos, so 1 a step: no BatchNorm1d
@@ -56,16 +55,12 @@ def subset_of(expected: dict, got: dict, where: str = "") -> None:
             assert got[k] == pytest.approx(v), f"{where}{k}: {got[k]} != {v}"
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(real_ucf_shards, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pretrained")
-    assert run(real_ucf_shards, out, "train.max_steps=2") == 0
-    return out / "ckpt-00000002.pt"
-
-
 def test_print_config_values_are_the_authors(capsys):
     assert finetune(["--print-config"]) == 0
     subset_of(AUTHORS, yaml.safe_load(capsys.readouterr().out)["finetune"])
+    assert finetune(["--help-config"]) == 0
+    keys = capsys.readouterr().out.splitlines()
+    assert "optim.lr (0.025): SGD learning rate" in keys[4] and len(keys) == len(set(keys)) > 40
     k400 = str(ROOT / "configs/finetune_k400.yaml")
     assert finetune(["--print-config", "--config", k400]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["finetune"]["optim"]["lr"] == 0.02
