@@ -118,4 +118,6 @@ def settle(prog: str, given: dict, cfg: dict | None) -> dict:
             print(f"{prog}: warning: --{key.replace('_', '-')} {value} overrides the checkpoint's {out[key]} "
                   "(it was trained so)", file=sys.stderr)
         out[key] = value
+    if given.get("short_side") is None:       # derived from the crop actually used
+        out["short_side"] = round(out["crop"] * SHORT_PER_CROP)
     return out

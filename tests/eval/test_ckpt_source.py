@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from eval.ckpt_source import resolve_path, trained_clips
+from eval.ckpt_source import resolve_path, settle, trained_clips
 from eval.finetune import main as finetune
 from eval.linear_probe import main as linear_probe
 from eval.retrieval import main as retrieval
@@ -46,6 +46,8 @@ def test_retrieval_takes_clip_length_and_crop_from_the_checkpoint(real_ucf_shard
     warn = [l for l in capsys.readouterr().err.splitlines() if "warning" in l]
     assert warn == ["retrieval.py: warning: --clip-len 4 overrides the checkpoint's 8 (it was trained so)"]
     assert json.loads((tmp_path / "retrieval.json").read_text())["settings"]["clip_len"] == 4
+    # a crop given without a short side: the short side follows the crop used, at the authors' 128:112
+    assert settle("x", {"crop": 48, "clip_len": None, "short_side": None}, {"data": {"out_size": 64}})["short_side"] == 55
 
 
 def test_another_backbone_or_width_than_the_checkpoints_is_refused(real_ucf_shards, tiny_run, tmp_path, capsys):
