@@ -148,6 +148,9 @@ def plan(n_train: int, n_val: int, cfg: FinetuneConfig, world: int, split: str) 
     if b % world:
         raise InputError(f"finetune.optim.batch_size={b} (clips per step over all ranks) does not divide over "
                          f"{world} ranks; use a multiple of {world}, e.g. {max(world, b - b % world)}")
+    if b < 2 and cfg.head.bn:
+        raise InputError(f"finetune.optim.batch_size={b}: the head's BatchNorm1d needs at least 2 clips a step; "
+                         "use --batch-size 2 or more, or head.bn=false")
     if n_train // b == 0:
         fit = max(world, n_train - n_train % world)
         raise InputError(f"split {split}: {n_train} train videos (after {n_val} held out) cannot fill one batch of "

@@ -242,6 +242,8 @@ def test_bad_flags_say_what_would_work(real_ucf_shards, tmp_path, capsys):
                                     "rounds to none; use --val-fraction 0.26 or more"),
         (["--val-fraction", "0.5", "--batch-size", "2"], "split 1: 1 train videos (after 1 held out) cannot fill one "
                                                          "batch of finetune.optim.batch_size=2; use --batch-size 1 or less"),
+        (["--val-fraction", "0.5", "--batch-size", "1"], "finetune.optim.batch_size=1: the head's BatchNorm1d needs "
+                                                         "at least 2 clips a step; use --batch-size 2 or more, or head.bn=false"),
         (["--rates", "1,x"], "argument --rates: invalid literal for int() with base 10: 'x'"),
         (["--test-clips", "some"], "finetune.eval.test_clips='some' is not allowed"),
         (["--stride", "0"], "finetune.clips.stride=0 is not allowed: must be >= 1"),
