@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         tag = "random" if ck == "none" else "cstp"
         base = ["--ckpt", ck, "--backbone", m.backbone, "--width", m.width, "--out", ev / tag, *eval_args]
         stage(f"4/4 {name}: retrieval", [sys.executable, "eval/retrieval.py", *base])
-        stage(f"4/4 {name}: linear probe", [sys.executable, "eval/linear_probe.py", *base, "--cache", ev / "cache"])
+        stage(f"4/4 {name}: linear probe", [sys.executable, "eval/linear_probe.py", "--protocol", "full-batch", *base,
+                                             "--cache", ev / "cache"])
         r = json.loads((ev / tag / "retrieval.json").read_text())
         lp = json.loads((ev / tag / "linear_probe.json").read_text())["splits"][0]
         # fractions to 3 places: the 0.1% the table prints

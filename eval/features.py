@@ -1,6 +1,7 @@
 """Backbones from checkpoints, and clip features of whole videos through the random-access reader."""
 from __future__ import annotations
 
+import argparse
 import sys
 
 import numpy as np
@@ -23,25 +24,41 @@ POOLS = {
 # The authors test on frames resized to a 128-pixel short side, centre-cropped to 112.
 SHORT_SIDE = 128
 
-def add_model_args(p, shards_required: bool = True, test_clips: bool = True) -> None:
+def add_model_args(p, shards_required: bool = True, test_clips: bool = True, required: bool = True,
+                   clip_options: bool = True) -> None:
     """The options every eval script shares: what to evaluate, on which shards, with which clips
-    (``test_clips=False``: the script has its own option for the number of test clips)."""
-    p.add_argument("--ckpt", required=True, help="pretraining checkpoint (ckpt-*.pt), or 'none' for random initialisation")
-    p.add_argument("--shards", required=shards_required, help="shard set (folder or URL) holding index.zarr"
+    (``test_clips=False``: the script has its own option for the number of test clips;
+    ``clip_options=False``: clip length, crop, short side and seed are keys of the script's own config;
+    ``required=False``: the script checks --ckpt and --shards itself, after options that need neither)."""
+    p.add_argument("--ckpt", required=required, help="pretraining checkpoint (ckpt-*.pt), a run folder (its newest valid "
+                   "checkpoint), a run's backbone.pt (beside its config.yaml), or 'none' for random initialisation")
+    p.add_argument("--shards", required=shards_required and required, help="shard set (folder or URL) holding index.zarr"
                    + ("" if shards_required else "; required unless --features-in"))
-    p.add_argument("--backbone", default="r21d_10", help="backbone to build with --ckpt none (a checkpoint names its own)")
-    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier with --ckpt none")
+    unset = argparse.SUPPRESS          # absent unless given: read with given(args, name)
+    p.add_argument("--backbone", default=unset, help="backbone to build with --ckpt none (default r21d_10); a checkpoint names its "
+                                      "own, and another one here is refused")
+    p.add_argument("--width", type=float, default=unset, help="channel width multiplier with --ckpt none (default 1.0); a "
+                                                "checkpoint's own, and another one here is refused")
     if test_clips:
         p.add_argument("--clips", type=int, default=10, help="evenly spaced clips per video at test time")
-    p.add_argument("--clip-len", type=int, default=16, help="frames per clip")
-    p.add_argument("--crop", type=int, default=112,
-                   help="side of the square centre crop, in pixels of frames seen at --short-side")
-    p.add_argument("--short-side", type=int, default=SHORT_SIDE,
-                   help="frames stored larger are seen as if resized to this short side before the crop (the "
-                        "authors' test transform: 128, then a 112 centre crop); smaller ones as stored")
+    if clip_options:
+        p.add_argument("--clip-len", type=int, default=unset, help="frames per clip (default: the checkpoint's data.clip_len; 16 "
+                                                    "with --ckpt none)")
+        p.add_argument("--crop", type=int, default=unset,
+                       help="side of the square centre crop, in pixels of frames seen at --short-side (default: the "
+                            "checkpoint's data.out_size; 112 with --ckpt none)")
+        p.add_argument("--short-side", type=int, default=unset,
+                       help="frames stored larger are seen as if resized to this short side before the crop (the "
+                            "authors' test transform: 128, then a 112 centre crop; default: the checkpoint's crop "
+                            "x 128/112); smaller ones as stored")
+        p.add_argument("--seed", type=int, default=0, help="seed of every random draw (and of --ckpt none's weights)")
     p.add_argument("--out", default="runs/eval", help="folder for the results")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (and of --ckpt none's weights)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def given(args, name: str):
+    """An option of :func:`add_model_args` that is absent unless given: its value, or None."""
+    return getattr(args, name, None)
 
 
 def check_crop(index, crop: int, short_side: int = SHORT_SIDE) -> None:
@@ -77,16 +94,18 @@ def video_clips(reader: FrameReader, row: int, n_clips: int, clip_len: int, crop
                     short_side)
 
 
-def normalise(clips: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(MEAN, device=clips.device).view(1, 3, 1, 1, 1)
-    std = torch.tensor(STD, device=clips.device).view(1, 3, 1, 1, 1)
-    return (clips.float() / 255 - mean) / std
+def normalise(clips: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
+    """uint8 clips (0-255) or float ones (0-1) standardised per channel, as the model was trained."""
+    mean = torch.tensor(mean, device=clips.device, dtype=torch.float32).view(1, 3, 1, 1, 1)
+    std = torch.tensor(std, device=clips.device, dtype=torch.float32).view(1, 3, 1, 1, 1)
+    x = clips.float() / 255 if clips.dtype == torch.uint8 else clips.float()
+    return (x - mean) / std
 
 
 @torch.no_grad()
 def extract(backbone, reader: FrameReader, rows, pool: str = "avg", n_clips: int = 10, clip_len: int = 16,
             crop: int = 112, batch_videos: int = 4, device=torch.device("cpu"), progress: bool = True,
-            short_side: int = SHORT_SIDE) -> np.ndarray:
+            short_side: int = SHORT_SIDE, mean=MEAN, std=STD) -> np.ndarray:
     """[V, n_clips, D] float32 features of every clip of every video in ``rows`` (no video dropped)."""
     from tqdm import tqdm
 
@@ -98,6 +117,6 @@ def extract(backbone, reader: FrameReader, rows, pool: str = "avg", n_clips: int
         chunk = rows[s:s + batch_videos]
         clips = torch.cat([video_clips(reader, int(r), n_clips, clip_len, crop, short_side) for r in chunk]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            f = POOLS[pool](backbone.features(normalise(clips)))
+            f = POOLS[pool](backbone.features(normalise(clips, mean, std)))
         out.append(f.float().cpu().view(len(chunk), n_clips, -1).numpy())
     return np.concatenate(out) if out else np.zeros((0, n_clips, 0), np.float32)

@@ -12,20 +12,21 @@ from train.launch import Target, run
 
 
 def check(argv: list[str], world: int) -> None:
-    """What fine-tuning's workers would refuse before training: the options, the shard index, every
-    split of --splits, the crop, and that each split's train part fills one batch on every rank."""
+    """What fine-tuning's workers would refuse before training: the options and config, the shard
+    index, every split of --splits, and that each split's train part fills one batch on every rank."""
     from eval import finetune as F
     from eval.classify import split_rows, validation_split
-    from eval.features import check_crop
     from shards.random_access import FrameReader
 
-    args = F.parse_args(argv)
+    args, cfg = F.parse(F.build_parser(), argv)
+    if cfg is None:
+        return
     reader = FrameReader(args.shards)
-    check_crop(reader.index, args.crop, args.short_side)
     for s in (x.strip() for x in args.splits.split(",") if x.strip()):
         train, _ = split_rows(reader.index, s)
-        train, val = validation_split(train, reader.index.label[train], args.val_fraction, args.seed)
-        F.steps_per_epoch(len(train), len(val), args.batch_size, world, s)
+        train, val = validation_split(train, reader.index.label[train], cfg.eval.val_fraction, cfg.seed)
+        F.plan(len(train), len(val), cfg, world, s)
+    # the crop against the frames needs the checkpoint: the workers check it
 
 
 def parser():

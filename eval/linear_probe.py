@@ -1,12 +1,18 @@
-"""Linear probe (the paper's Table 6): a frozen backbone, a linear classifier on its features.
+"""Linear evaluation (the paper's Table 6, "Freeze" rows): a frozen backbone, a classifier on its features.
 
     python eval/linear_probe.py --ckpt runs/cstp/ckpt-00010000.pt --shards /shards/ucf101 --splits 1,2,3
+    python eval/linear_probe.py --protocol full-batch --ckpt ... --shards ...          # minutes, not hours
 
-The backbone stays in eval mode (batch norm uses its running statistics: the reference code left
-it in train mode). Features of 10 evenly spaced clips per video are extracted once and cached,
-keyed by the checkpoint's content, the feature settings and the shard set; the classifier trains on
-train-split clips; a test video's prediction averages its clips' logits. Results per split and their
-mean go to linear_probe.json/.txt.
+--protocol authors (the default): the authors' ft_fc path, i.e. eval/finetune.py with the backbone's
+weights frozen: augmented training clips 4 frames apart, the L2 + BatchNorm1d + Linear head, SGD,
+ReduceLROnPlateau, the authors' test clips; every setting is a key of the fine-tune config
+(--config, key=value, --print-config). The frozen backbone's batch norm runs in train mode as theirs
+(finetune.frozen.bn=eval keeps its running statistics).
+
+--protocol full-batch: features of --clips evenly spaced centre clips per video, extracted once with
+the backbone in eval mode and cached (keyed by the checkpoint's content, the feature settings and the
+shard set); a linear classifier on standardised features, full-batch AdamW; a test video's
+prediction averages its clips' logits. Results per split and their mean go to linear_probe.json/.txt.
 """
 from __future__ import annotations
 
@@ -18,26 +24,42 @@ import torch.nn.functional as F
 
 from eval.classify import split_rows, video_accuracy
 from eval.feature_cache import cache_path, model_identity, shard_identity
-from eval.features import add_model_args, check_crop, extract
+from eval.ckpt_source import NONE, load_model, resolve_path, settle
+from eval.features import add_model_args, check_crop, extract, given
+from eval.finetune import SHORTHAND, add_config_args, parse, run
 from eval.figures import logit_figures
 from eval.report import table, write_results
 from shards.errors import InputError, command, parser
 from shards.random_access import FrameReader
-from train.checkpoint import load_backbone
 from train.threads import set_threads
 
 PROG = "linear_probe.py"
 
 
+PROTOCOLS = ("authors", "full-batch")
+# full-batch's own settings where the authors' protocol has a config key of the same flag
+FULL_BATCH = {"optim.epochs": 100, "optim.lr": 1e-3, "optim.weight_decay": 1e-4, "clips.clip_len": None,
+              "clips.crop": None, "clips.short_side": None, "seed": 0}
+
+
 def build_parser():
     p = parser(PROG, __doc__.split("\n\n")[0])
-    add_model_args(p)
+    add_model_args(p, required=False, clip_options=False)
+    p.add_argument("--protocol", choices=PROTOCOLS, default="authors",
+                   help="authors: the frozen backbone path of main_ft_mp.py (ft_fc); full-batch: cached features, "
+                        "one full-batch AdamW linear classifier (fast)")
     p.add_argument("--split", "--splits", dest="splits", default="1", help="split(s), comma-separated, e.g. 1,2,3")
-    p.add_argument("--epochs", type=int, default=100, help="full-batch AdamW steps of the classifier")
-    p.add_argument("--lr", type=float, default=1e-3, help="classifier learning rate")
-    p.add_argument("--weight-decay", type=float, default=1e-4, help="classifier weight decay")
-    p.add_argument("--cache", default="runs/eval/cache", help="folder for cached features")
+    p.add_argument("--cache", default="runs/eval/cache", help="full-batch: folder for cached features")
+    add_config_args(p, {**SHORTHAND, "--weight-decay": ("optim.weight_decay", float)})
     return p
+
+
+def full_batch_args(args) -> None:
+    """The full-batch protocol's settings: the flags given, else its defaults (not the fine-tune config's)."""
+    for key, default in FULL_BATCH.items():
+        setattr(args, key.rsplit(".", 1)[-1], getattr(args, key, default))
+    if args.epochs < 1:
+        raise InputError(f"--epochs {args.epochs}: the classifier needs at least 1 step; the default is 100")
 
 
 def train_linear(x: torch.Tensor, y: torch.Tensor, n_classes: int, epochs: int, lr: float, wd: float, seed: int):
@@ -59,14 +81,16 @@ def train_linear(x: torch.Tensor, y: torch.Tensor, n_classes: int, epochs: int, 
 
 def cached_features(args, reader, backbone, rows: np.ndarray) -> np.ndarray:
     """[V, clips, D] features of ``rows``, from the cache when the same model, settings and shards made them."""
-    cache = cache_path(args.cache, model=model_identity(args.ckpt, args.backbone, args.width, args.seed),
-                       shards=shard_identity(reader.index), rows=rows.tolist(), pool="avg", clips=args.clips,
-                       clip_len=args.clip_len, crop=args.crop, short_side=args.short_side)
+    width = given(args, "width")
+    model = model_identity(args.ckpt, given(args, "backbone") or NONE["backbone"],
+                           NONE["width"] if width is None else width, args.seed)
+    cache = cache_path(args.cache, model=model, shards=shard_identity(reader.index), rows=rows.tolist(), pool="avg",
+                       clips=args.clips, **args.settings)
     if cache.is_file():
         return np.load(cache)["features"]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    feats = extract(backbone, reader, rows, "avg", args.clips, args.clip_len, args.crop, device=device,
-                    progress=not args.no_progress, short_side=args.short_side)
+    feats = extract(backbone, reader, rows, "avg", args.clips, device=device, progress=not args.no_progress,
+                    **args.settings)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, features=feats, rows=rows)
@@ -76,16 +100,25 @@ def cached_features(args, reader, backbone, rows: np.ndarray) -> np.ndarray:
 
 @command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.epochs < 1:
-        raise InputError(f"--epochs {args.epochs}: the classifier needs at least 1 step; the default is 100")
+    args, cfg = parse(build_parser(), argv)
+    if cfg is None:
+        return 0
     set_threads()                      # intra-op threads from the cores (OMP_NUM_THREADS wins)
+    if args.protocol == "authors":
+        return run(args, cfg, "linear_probe", frozen=True)
+    full_batch_args(args)
+    return full_batch(args)
+
+
+def full_batch(args) -> int:
     reader = FrameReader(args.shards)
     idx = reader.index
-    check_crop(idx, args.crop, args.short_side)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     plans = {s: split_rows(idx, s) for s in splits}
-    backbone, desc = load_backbone(args.ckpt, args.backbone, args.width, seed=args.seed)
+    args.ckpt = resolve_path(args.ckpt)
+    backbone, desc, trained = load_model(args.ckpt, given(args, "backbone"), given(args, "width"), seed=args.seed)
+    args.settings = settle(PROG, {k: given(args, k) for k in ("clip_len", "crop", "short_side")}, trained)
+    check_crop(idx, args.settings["crop"], args.settings["short_side"])
     # one feature pass over every video any split needs
     rows = np.unique(np.concatenate([np.concatenate(p) for p in plans.values()]))
     feats = cached_features(args, reader, backbone, rows)
@@ -107,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     mean = {"split": "mean", "train": "", "test": "",
             **{k: float(np.mean([r[k] for r in per_split])) for k in ("top1", "top5")}}
     rows_out = per_split + ([mean] if len(per_split) > 1 else [])
-    text = f"linear probe: {desc}\n" + table(rows_out, ["split", "train", "test", "top1", "top5"])
-    j, t = write_results(args.out, "linear_probe", {"model": desc, "shards": str(args.shards), "splits": rows_out}, text)
+    text = f"linear probe (full-batch): {desc}\n" + table(rows_out, ["split", "train", "test", "top1", "top5"])
+    j, t = write_results(args.out, "linear_probe", {"model": desc, "shards": str(args.shards), "protocol": "full-batch",
+                                                                 "settings": args.settings,
+                                                                 "splits": rows_out}, text)
     print(text)
     print(f"results: {j} {t}")
     return 0

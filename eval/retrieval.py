@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eval.ckpt_source import load_model, resolve_path, settle
 from eval.classify import split_rows
-from eval.features import add_model_args, check_crop, extract
+from eval.features import add_model_args, check_crop, extract, given
 from eval.knn import recall_at_k, topk_cosine
 from eval.report import retrieval_figure, table, write_results
 from shards.errors import InputError, command, parser, plural
 from shards.random_access import FrameReader
-from train.checkpoint import load_backbone
 from train.threads import set_threads
 
 PROG = "retrieval.py"
@@ -57,12 +57,14 @@ def load_features(path: str) -> dict:
 def compute_features(args) -> tuple[dict, FrameReader]:
     reader = FrameReader(args.shards)
     idx = reader.index
-    check_crop(idx, args.crop, args.short_side)
     gal_rows, q_rows = split_rows(idx, args.split, flag="--split")
-    backbone, desc = load_backbone(args.ckpt, args.backbone, args.width, seed=args.seed)
+    args.ckpt = resolve_path(args.ckpt)
+    backbone, desc, trained = load_model(args.ckpt, given(args, "backbone"), given(args, "width"), seed=args.seed)
+    args.settings = settle(PROG, {k: given(args, k) for k in ("clip_len", "crop", "short_side")}, trained)
+    check_crop(idx, args.settings["crop"], args.settings["short_side"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    kw = dict(pool=args.pool, n_clips=args.clips, clip_len=args.clip_len, crop=args.crop, short_side=args.short_side,
-              batch_videos=args.batch_videos, device=device, progress=not args.no_progress)
+    kw = dict(pool=args.pool, n_clips=args.clips, batch_videos=args.batch_videos, device=device,
+              progress=not args.no_progress, **args.settings)
     data = {"gallery": extract(backbone, reader, gal_rows, **kw).mean(axis=1),
             "queries": extract(backbone, reader, q_rows, **kw).mean(axis=1),
             "gallery_rows": gal_rows, "query_rows": q_rows, "gallery_labels": idx.label[gal_rows],
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     rec = recall_at_k(top, q_lab, gal_lab, KS)
     cap = capped(KS, len(gal))
     results = {"model": desc, "shards": args.shards, "split": args.split, "pool": args.pool, "gallery": len(gal),
-               "queries": len(qry), **rec, "capped": cap}
+               "queries": len(qry), **rec, "capped": cap, "settings": getattr(args, "settings", None)}
     header = {k: (f"{k}*" if k in cap else k) for k in rec}
     note = (f"\n* the gallery holds only {plural(len(gal), 'video')}: {', '.join(cap)} count all of them (= R@{len(gal)})"
             if cap else "")

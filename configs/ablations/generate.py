@@ -145,7 +145,7 @@ def settings(r: Row) -> dict:
     rotations = ALL_ROTATIONS if r.rot_aug else [0]
     paper = {"table": r.table, "row": r.row, "what": r.what, "ucf101": r.ucf101, "hmdb51": r.hmdb51}
     if not r.pretrain:
-        return {"pretrain": False, "paper": paper, "finetune": {"rates": rates, "rotations": rotations}}
+        return {"pretrain": False, "paper": paper, "finetune": {"preset": "base", "rates": rates, "rotations": rotations}}    # the paper's Base augmentation
     k400 = r.dataset == "k400"
     n = {"n_spatial_overlaps": r.n_overlaps, "n_temporal_overlaps": r.n_overlaps} if r.n_overlaps else {}
     # the authors on Kinetics: 128 clips in all over 8 GPUs at lr 0.09, i.e. 0.18 per 256

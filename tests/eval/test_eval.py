@@ -16,15 +16,7 @@ from eval.linear_probe import main as linear_probe
 from eval.retrieval import main as retrieval
 from shards.random_access import FrameReader
 from tests.conftest import ROOT
-from tests.train.test_pretrain import run
 from train.checkpoint import load_backbone
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(real_ucf_shards, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pretrained")
-    assert run(real_ucf_shards, out, "train.max_steps=2") == 0
-    return out / "ckpt-00000002.pt"
 
 
 SMALL = ["--clips", "3", "--clip-len", "8", "--crop", "64", "--no-progress"]
@@ -107,7 +99,8 @@ def test_help_shows_defaults_and_shards_is_required(script, capsys):
         SCRIPTS[script](["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "(default: 112)" in out and "(default: runs/eval)" in out
+    flat = " ".join(out.split())          # help lines wrap at the terminal's width
+    assert "112 with --ckpt none)" in flat and "(default: runs/eval)" in flat
     if script != "retrieval":        # retrieval can work from --features-in alone
         with pytest.raises(SystemExit) as exc:
             SCRIPTS[script](["--ckpt", "none"])
@@ -135,8 +128,26 @@ def test_feature_extraction_leaves_batch_norm_statistics_alone(real_ucf_shards, 
         assert torch.equal(v, before[k]), k
 
 
+def test_linear_probe_default_protocol_is_the_authors_frozen_path_and_runs_2_steps(flat_shards, tmp_path):
+    out = tmp_path / "lp"
+    assert linear_probe(["--ckpt", "none", "--width", "0.125", "--shards", str(flat_shards), "--out", str(out),
+                         "--batch-size", "2", "--max-steps", "2", "--val-fraction", "0.25", "--clip-len", "8",
+                         "--crop", "64", "--no-progress"]) == 0
+    res = json.loads((out / "linear_probe.json").read_text())
+    assert res["protocol"] == "authors" and res["frozen"] is True
+    s = res["splits"][0]
+    assert (s["train"], s["val"], s["test"], s["steps"]) == (6, 2, 2, 2) and 0 <= s["top1"] <= s["top5"] <= 1
+    c = res["config"]
+    assert (c["clips"]["stride"], c["optim"]["lr"], c["head"]["bn"], c["frozen"]["bn"]) == (4, 0.025, True, "train")
+
+
+def test_linear_probe_print_config_is_the_finetune_config(capsys):
+    assert linear_probe(["--print-config", "--lr", "0.1"]) == 0
+    assert "lr: 0.1" in capsys.readouterr().out
+
+
 def test_linear_probe_runs_and_caches(real_ucf_shards, tiny_ckpt, tmp_path):
-    args = ["--ckpt", str(tiny_ckpt), "--shards", str(real_ucf_shards), "--out", str(tmp_path),
+    args = ["--protocol", "full-batch", "--ckpt", str(tiny_ckpt), "--shards", str(real_ucf_shards), "--out", str(tmp_path),
             "--cache", str(tmp_path / "cache"), "--epochs", "20", *SMALL]
     assert linear_probe(args) == 0
     res = json.loads((tmp_path / "linear_probe.json").read_text())["splits"][0]
@@ -156,7 +167,7 @@ def test_linear_probe_cache_follows_the_checkpoint_content_not_its_path(real_ucf
     ckpt, cache = tmp_path / "ckpt.pt", tmp_path / "cache"
     ckpt.write_bytes(tiny_ckpt.read_bytes())                               # checkpoint A
     args = ["--ckpt", str(ckpt), "--shards", str(real_ucf_shards), "--out", str(tmp_path), "--cache", str(cache),
-            "--epochs", "5", *SMALL]
+            "--epochs", "5", *SMALL, "--protocol", "full-batch"]
     assert linear_probe(args) == 0
     (a_name, a_feats), = cached(cache).items()
     b = torch.load(tiny_ckpt, weights_only=True)                            # checkpoint B, same path
@@ -170,7 +181,7 @@ def test_linear_probe_cache_follows_the_checkpoint_content_not_its_path(real_ucf
     # the same content at another path, and the same checkpoint with other settings
     moved = tmp_path / "elsewhere.pt"
     moved.write_bytes(ckpt.read_bytes())
-    assert linear_probe([*args[:1], str(moved), *args[2:]]) == 0 and len(cached(cache)) == 2
+    assert linear_probe(["--ckpt", str(moved), *args[2:]]) == 0 and len(cached(cache)) == 2
     assert linear_probe([*args, "--clips", "2"]) == 0 and len(cached(cache)) == 3
 
 

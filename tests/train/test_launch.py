@@ -15,7 +15,8 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from eval.finetune import steps_per_epoch
+from eval.finetune import plan
+from eval.ft_config import FinetuneConfig
 from eval.ft_launch import main as finetune
 from shards.errors import InputError
 from tests.conftest import ROOT
@@ -139,17 +140,23 @@ def test_the_status_is_the_worker_that_failed_first_not_the_ones_stopped_after_i
 
 def test_finetune_too_few_videos_for_the_ranks_names_fewer_ranks(real_ucf_shards, tmp_path, capfd):
     argv = ["--nproc-per-node", "2", "--ckpt", "none", "--width", "0.125", "--shards", str(real_ucf_shards),
-            "--out", str(tmp_path), "--batch-size", "1", "--val-fraction", "0.5", "--clip-len", "8", "--crop", "64"]
+            "--out", str(tmp_path), "--batch-size", "2", "--val-fraction", "0.5", "--clip-len", "8", "--crop", "64"]
     assert finetune(argv) == 2
     e = capfd.readouterr().err
-    assert e.splitlines() == ["finetune.py: split 1: 1 train videos (after 1 held out) cannot fill one batch of "
-                              "--batch-size 1 on each of 2 ranks; even --batch-size 1 needs 2 of them: run on 1 rank "
+    assert e.splitlines() == ["finetune.py: split 1: 1 train video (after 1 held out) cannot fill one batch of "
+                              "finetune.optim.batch_size=2; even one clip a rank needs 2 of them: run on 1 rank "
                               "or fewer"], e
 
 
-def test_steps_per_epoch_names_the_change_that_gives_one_step():
-    assert steps_per_epoch(9, 1, 2, 2, "1") == 2
-    for n, batch, world, fix in [(5, 4, 2, "use --batch-size 2 or less"), (3, 1, 4, "run on 3 ranks or fewer"),
-                                 (0, 1, 1, "choose a split with train videos or lower --val-fraction")]:
+def batch_of(n: int) -> FinetuneConfig:
+    cfg = FinetuneConfig()
+    cfg.optim.batch_size = n
+    return cfg
+
+
+def test_the_fine_tune_plan_names_the_change_that_gives_one_step():
+    assert plan(9, 1, batch_of(4), 2, "1") == (2, 2)       # 4 clips a step over 2 ranks: 2 each, 2 steps
+    for n, batch, world, fix in [(5, 8, 2, "use --batch-size 4 or less"), (3, 4, 4, "run on 3 ranks or fewer"),
+                                 (0, 2, 1, "choose a split with train videos or lower eval.val_fraction")]:
         with pytest.raises(InputError, match=fix):
-            steps_per_epoch(n, 0, batch, world, "1")
+            plan(n, 0, batch_of(batch), world, "1")
