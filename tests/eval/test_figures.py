@@ -65,7 +65,7 @@ def test_the_retrieval_figure_shows_three_frames_of_each_video_side_by_side(real
 def test_the_linear_probe_writes_its_class_figures(real_ucf_shards, tmp_path):
     from eval.linear_probe import main as probe
 
-    assert probe(["--ckpt", "none", "--width", "0.125", "--shards", str(real_ucf_shards), "--clips", "1",
+    assert probe(["--protocol", "full-batch", "--ckpt", "none", "--width", "0.125", "--shards", str(real_ucf_shards), "--clips", "1",
                   "--clip-len", "8", "--epochs", "2", "--out", str(tmp_path), "--cache", str(tmp_path / "c"),
                   "--no-progress"]) == 0
     assert all(is_png(tmp_path / f"linear_probe_split1_{kind}.png") for kind in ("per_class", "confusion"))
