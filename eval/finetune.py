@@ -79,8 +79,9 @@ def add_config_args(p: argparse.ArgumentParser, shorthand: dict = SHORTHAND) -> 
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
         if default is None and leaf in NONE:
             shown = f"the checkpoint's; {NONE[leaf]} with --ckpt none"
+        said = f" (default: {shown})" if shown is not None else " (unset: no limit)"
         p.add_argument(flag, type=kind, default=argparse.SUPPRESS, dest=key, metavar=flag[2:].upper().replace("-", "_"),
-                       help=f"sets {key} (default: {shown})")
+                       help=f"sets {key}{said}")
 
 
 def build_parser() -> argparse.ArgumentParser:
