@@ -55,6 +55,20 @@ def test_with_skip_errors_it_is_skipped_counted_and_bounded(corrupt_set):
     assert isinstance(err.value, RunFailed) and err.value.exit_code == 1
 
 
+def test_a_corrupt_jpeg_in_random_access_and_eval_names_shard_video_and_frame(corrupt_set):
+    """Retrieval's path: not 'frame 0' (a position in a batch) but the frame number within its video."""
+    from shards.decode import CorruptFrameError
+    from shards.random_access import FrameReader
+
+    shards, tar, key, frame = corrupt_set
+    index = read_index(shards)
+    row = index.keys().index(key)
+    with pytest.raises(CorruptFrameError, match=rf"^shard {tar}: video {index.video_id[row]}: frame {frame}: "
+                                                 rf"JPEG does not decode") as err:
+        FrameReader(str(shards)).read_frames(row, [frame - 1, frame, 0])
+    assert err.value.exit_code == 1
+
+
 # -- a decompression bomb: a frame whose JPEG header claims 60000 x 60000 pixels --------------------
 def bomb(jpeg: bytes, side: int = 60000) -> bytes:
     """``jpeg`` with its frame header (SOF0) saying side x side: same length, so the tar and the index
