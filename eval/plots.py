@@ -237,8 +237,7 @@ def accuracy_plot(records: list[dict], config: dict, note: str, window: int, out
 def training_plots(run: Path, out: Path, window: int = 0) -> list[Path]:
     records = read_log(run / "log.jsonl")
     events = read_events(run / "log.jsonl")
-    cfg_path = run / "config.yaml"
-    config = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
+    config = read_run_config(run)
     window = window or max(1, len(records) // 40)
     note = (f"{run.name}: {plural(int(records[-1]['step']), 'step')}, {plural(len(records), 'record')}"
             + (f", curves averaged over {window} records" if window > 1 else ""))
@@ -246,6 +245,20 @@ def training_plots(run: Path, out: Path, window: int = 0) -> list[Path]:
     written = [loss_plot(records, config, note, window, out), accuracy_plot(records, config, note, window, out),
                lr_plot(records, config, events, out), throughput_plot(records, events, note, window, out)]
     return [p for p in written if p is not None]
+
+
+def read_run_config(run: Path) -> dict:
+    """RUN/config.yaml as a dict; {} where the run has none (the plots say they lack it), an
+    InputError naming the file where it is there but not a YAML mapping."""
+    path = run / "config.yaml"
+    if not path.exists():
+        return {}
+    config = read_input_file(path, "RUN", lambda text: yaml.safe_load(text) or {}, "YAML", errors=(yaml.YAMLError,),
+                             hint="train/pretrain.py --out writes it")
+    if not isinstance(config, dict):
+        raise InputError(f"RUN {path}: expected a mapping of config sections, as train/pretrain.py writes; "
+                         f"found a {type(config).__name__}")
+    return config
 
 
 def read_summary(summary: Path) -> dict:
@@ -292,8 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         written.append(summary_plot(rows, out))
     if args.eval:
-        cfg_path = run / "config.yaml"
-        written += checkpoint_curve(run, out, yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}, args)
+        written += checkpoint_curve(run, out, read_run_config(run), args)
     print(f"plots: {', '.join(str(p) for p in written)}")
     return 0
 

@@ -12,6 +12,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .decode import CorruptFrame, Decoder, frame_error, make_decoder
+from .errors import RunFailed
 from .format import STATUS_OK, frame_member
 from .index import ShardIndex, read_index
 from .sources import RangeReader, join
@@ -30,7 +31,12 @@ def runs(indices: np.ndarray) -> list[tuple[int, int]]:
 
 
 class FrameMismatch(ValueError):
-    """A tar member where the index puts a frame is not that frame (wrong name or size)."""
+    """A tar member where the index puts a frame is not that frame (wrong name or size, no valid
+    header there, or an offset outside the shard); the message names the frame, not the shard."""
+
+
+class ShardMismatchError(RunFailed, FrameMismatch):
+    """A FrameMismatch with the shard and video named (what random access raises)."""
 
 
 # Frames of a pair at a playback rate above 1 are not consecutive: reading each run alone cost a
@@ -53,6 +59,11 @@ def fetch_frames(read, key: str, offsets: np.ndarray, sizes: np.ndarray, frames,
     idx = np.unique(np.asarray(frames, np.int64))
     if not len(idx):
         return out
+    bad = idx[(offsets[idx] < BLOCK) | (sizes[idx] < 0)]
+    if len(bad):   # an index edited or damaged by hand: os.pread would fail with a bare EINVAL
+        f = int(bad[0])
+        raise FrameMismatch(f"frame {f}: the index puts it at byte {int(offsets[f])} with {int(sizes[f])} bytes, "
+                            f"outside any tar member: the index is damaged")
     starts = offsets[idx].astype(np.int64) - BLOCK
     padded_ends = offsets[idx].astype(np.int64) + (sizes[idx].astype(np.int64) + BLOCK - 1) // BLOCK * BLOCK
     groups = np.split(idx, np.flatnonzero(starts[1:] - padded_ends[:-1] > merge_gap) + 1)   # consecutive: 0 apart
@@ -64,13 +75,21 @@ def fetch_frames(read, key: str, offsets: np.ndarray, sizes: np.ndarray, frames,
         for f, at, total in zip(g.tolist(), ats.tolist(), sums.tolist()):
             hdr = blob[at - BLOCK: at]
             name = frame_member(key, f).encode()[:100]
-            if (hdr[:100].rstrip(b"\0") != name or _octal(hdr[124:136]) != int(sizes[f])
-                    or stored_checksum(hdr) != total):
-                raise FrameMismatch(f"frame {f} of {key}: the tar member at byte {int(offsets[f]) - BLOCK} is "
-                                    f"{hdr[:100].rstrip(bytes(1)).decode('utf-8', 'replace')!r}, not "
+            if stored_checksum(hdr) != total:
+                raise FrameMismatch(f"frame {f}: no valid tar header at byte {int(offsets[f]) - BLOCK} (checksum "
+                                    f"mismatch): the shard is damaged or is not the one its index describes")
+            if hdr[:100].rstrip(b"\0") != name or _octal(hdr[124:136]) != int(sizes[f]):
+                raise FrameMismatch(f"frame {f}: the tar member at byte {int(offsets[f]) - BLOCK} is "
+                                    f"{member_name(hdr)!r} of {_octal(hdr[124:136])} bytes, not "
                                     f"{name.decode()!r} of {int(sizes[f])} bytes")
             out[f] = blob[at: at + int(sizes[f])]
     return out
+
+
+def member_name(header: bytes, most: int = 60) -> str:
+    """A header's member name for a message: at most ``most`` characters, undecodable bytes replaced."""
+    text = header[:100].rstrip(b"\0").decode("utf-8", "replace")
+    return text if len(text) <= most else text[:most] + "..."
 
 
 def header_sums(blob: bytes, starts: np.ndarray) -> np.ndarray:
@@ -132,8 +151,11 @@ class FrameReader:
             self.reads += len(ranges)
             return reader.read_many(ranges)
 
-        got = fetch_frames(reader.read, self.keys[row], offs, sizes, frames, read_many=read_many,
-                           merge_gap=self.merge_gap)
+        try:
+            got = fetch_frames(reader.read, self.keys[row], offs, sizes, frames, read_many=read_many,
+                               merge_gap=self.merge_gap)
+        except FrameMismatch as exc:
+            raise ShardMismatchError(f"shard {reader.location}: video {self.index.video_id[row]}: {exc}") from None
         return [got[int(f)] for f in frames]
 
     def read_frames(self, row: int, frames):

@@ -72,12 +72,36 @@ def validate_payload(payload: dict) -> None:
 
 
 def _atomic_save(obj, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    """Write ``obj`` to ``path`` through a temporary sibling; a write that fails (a full disk, a
+    quota, a lost mount) leaves neither the temporary nor a partial ``path`` and is a RunFailed
+    naming the file: the checkpoints written before it stay as they are."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as exc:
+        # torch.save's zip writer, closing after a failed write, raises a RuntimeError of its own
+        # ("unexpected pos") with the OSError as its context: name the OSError
+        cause = _os_error(exc)
+        if cause is None:
+            raise
+        why = cause.strerror or one_line(cause) or type(cause).__name__
+        raise RunFailed(f"cannot write {path}: {why}{f' (errno {cause.errno})' if cause.errno else ''}; "
+                        f"the checkpoints written before it are kept") from None
     return path
+
+
+def _os_error(exc: BaseException | None) -> OSError | None:
+    """The first OSError in ``exc``'s chain (itself, its cause or context)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> Path:

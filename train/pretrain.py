@@ -62,11 +62,20 @@ def split_phrase(split) -> str:
     return f"the train part of split {split} (data.split={split}; data.split=all trains on every video)"
 
 
+def left_out_phrase(too_short: list[str], need: int, show: int = 3) -> str:
+    """' (N left out: shorter than the NEED frames a clip pair needs: first few)', '' when none is."""
+    if not too_short:
+        return ""
+    names = ", ".join(too_short[:show]) + (", ..." if len(too_short) > show else "")
+    return f" ({len(too_short)} left out, shorter than the {need} frames a clip pair needs: {names})"
+
+
 def start_summary(cfg, videos: int, steps_per_epoch: int, total: int, start: int, world: int,
-                  device, compiled: bool, channels_last: bool) -> str:
+                  device, compiled: bool, channels_last: bool, left_out: str = "") -> str:
+    """``left_out``: :func:`left_out_phrase` of the videos of the split the loader cannot use."""
     batch = cfg.data.batch_size
     precision = "bf16 autocast" if device.type == "cuda" and cfg.train.bf16 else "fp32"
-    return (f"training on {split_phrase(cfg.data.split)}: {plural(videos, 'video')}, "
+    return (f"training on {split_phrase(cfg.data.split)}: {plural(videos, 'video')}{left_out}, "
             f"{plural(steps_per_epoch * batch * world, 'pair')} per epoch; {plural(steps_per_epoch, 'step')} per epoch, "
             f"{total} in total{f' (from step {start})' if start else ''}; world size {world}, "
             f"global batch {batch * world} ({world} x {batch}); device {device}, {precision}, "

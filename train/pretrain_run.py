@@ -26,7 +26,7 @@ from train.run_folder import prepare_run_folder, run_folder_lock, write_config
 from train.runlog import RunLog
 from train.threads import set_threads
 from train.sync_bn import convert_sync_bn
-from train.pretrain import make_loader, say, start_summary
+from train.pretrain import left_out_phrase, make_loader, say, start_summary
 
 
 def find_checkpoint(args, out: Path, rank: int) -> tuple[Path, dict] | None:
@@ -112,11 +112,16 @@ def run(args, cfg, out: Path, rank: int, world: int, device, preempt) -> int:
     net = maybe_compile(net, compiled, lambda m: say(m, rank))
 
     log = open_log(cfg, out, step, resuming, rank, global_batch)
+    from shards.sampling import min_frames
+
+    too_short = loader.dataset.too_short
     summary = start_summary(cfg, loader.epoch_summary()["videos_in_split"], steps_per_epoch, total, step, world,
-                            device, compiled, channels_last) + f"; {threads}"
+                            device, compiled, channels_last,
+                            left_out_phrase(too_short, min_frames(loader.dataset.cfg.pair))) + f"; {threads}"
     if rank == 0:
         print(summary, flush=True)
-    log.event("start", step, summary=summary, world_size=world, global_batch=global_batch, device=str(device))
+    log.event("start", step, summary=summary, world_size=world, global_batch=global_batch, device=str(device),
+              videos_too_short=len(too_short))
     trainer = Trainer(cfg=cfg, model=model, net=net, opt=opt, sched=sched, loader=loader, device=device, fmt=fmt,
                       rank=rank, out=out, log=log, total=total, step=step, preempt=preempt)
     try:

@@ -87,6 +87,19 @@ def test_a_missing_or_empty_log_fails_in_one_line(tmp_path, capsys, content, msg
         read_log(tmp_path / "log.jsonl")
 
 
+@pytest.mark.parametrize("content,msg", [
+    (b"optim: {lr: [\n", "not valid YAML (while parsing"),
+    (b"\xff\xfe\x00", "not valid YAML ('utf-8' codec can't decode"),
+    (b"- 1\n- 2\n", "expected a mapping of config sections, as train/pretrain.py writes; found a list"),
+])
+def test_an_unreadable_config_yaml_fails_in_one_line_naming_it(tmp_path, capsys, content, msg):
+    (tmp_path / "log.jsonl").write_text('{"step": 1, "loss": 1.0, "lr": 0.1}\n')
+    (tmp_path / "config.yaml").write_bytes(content)
+    assert report([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"cstp-report: RUN {tmp_path / 'config.yaml'}: {msg}"), err
+
+
 def test_a_missing_summary_names_the_flag(tiny_run, tmp_path, capsys):
     assert report([str(tiny_run), "--out", str(tmp_path), "--summary", str(tmp_path / "nope.json")]) == 2
     assert capsys.readouterr().err.strip() == f"cstp-report: --summary {tmp_path / 'nope.json'}: no such file; demo/run.py writes it as summary.json"

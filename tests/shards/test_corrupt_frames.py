@@ -55,6 +55,20 @@ def test_with_skip_errors_it_is_skipped_counted_and_bounded(corrupt_set):
     assert isinstance(err.value, RunFailed) and err.value.exit_code == 1
 
 
+def test_a_corrupt_jpeg_in_random_access_and_eval_names_shard_video_and_frame(corrupt_set):
+    """Retrieval's path: not 'frame 0' (a position in a batch) but the frame number within its video."""
+    from shards.decode import CorruptFrameError
+    from shards.random_access import FrameReader
+
+    shards, tar, key, frame = corrupt_set
+    index = read_index(shards)
+    row = index.keys().index(key)
+    with pytest.raises(CorruptFrameError, match=rf"^shard {tar}: video {index.video_id[row]}: frame {frame}: "
+                                                 rf"JPEG does not decode") as err:
+        FrameReader(str(shards)).read_frames(row, [frame - 1, frame, 0])
+    assert err.value.exit_code == 1
+
+
 # -- a decompression bomb: a frame whose JPEG header claims 60000 x 60000 pixels --------------------
 def bomb(jpeg: bytes, side: int = 60000) -> bytes:
     """``jpeg`` with its frame header (SOF0) saying side x side: same length, so the tar and the index
@@ -146,3 +160,117 @@ def test_verify_decodes_strictly_a_frame_whose_tail_is_lost(real_ucf_shards, tmp
     problems, _ = verify(bad, progress=False)
     assert problems == [f"{tar.name}: video {index.video_id[row]}: frame 9: JPEG does not decode (Premature end of "
                         f"JPEG file) ({index.keys()[row]}.00009.jpg)"]
+
+
+# -- forty frames corrupted four ways: what verify's full check names ---------------------------------
+def _entropy(jpeg: bytes) -> tuple[int, int]:
+    """[start, end) of the entropy-coded data: after the SOS segment, before EOI."""
+    sos = jpeg.index(b"\xff\xda")
+    return sos + 2 + int.from_bytes(jpeg[sos + 2:sos + 4], "big"), len(jpeg) - 2
+
+
+def _corrupt(jpeg: bytes, kind: str, rng) -> bytes:
+    """``jpeg`` damaged in place (same length, so the tar and the index still agree with it)."""
+    j, n = bytearray(jpeg), len(jpeg)
+    if kind == "truncate":            # cut at 60%, the rest of the member zero padding
+        j[n * 6 // 10:] = bytes(n - n * 6 // 10)
+    elif kind == "zero_tail":         # a lost last eighth
+        j[n * 7 // 8:] = bytes(n - n * 7 // 8)
+    elif kind == "flip":              # 8 bytes of the Huffman-coded data inverted
+        a, b = _entropy(jpeg)
+        for p in rng.choice(np.arange(a, b), 8, replace=False):
+            j[p] ^= 0xFF
+    elif kind == "header":            # the frame header's SOF0 marker gone
+        at = jpeg.index(b"\xff\xc0")
+        j[at:at + 2] = b"\x00\x00"
+    return bytes(j)
+
+
+def _damage(shards, where: dict) -> None:
+    """Apply {(row, frame): new JPEG bytes} to the tars."""
+    index = read_index(shards)
+    for (row, frame), data in where.items():
+        offs, sizes = index.frames_of(row)
+        tar = shards / index.shards[index.shard[row]]
+        with open(tar, "r+b") as f:
+            f.seek(int(offs[frame]))
+            assert len(data) == int(sizes[frame])
+            f.write(data)
+
+
+def _jpeg(shards, row: int, frame: int) -> bytes:
+    index = read_index(shards)
+    offs, sizes = index.frames_of(row)
+    with open(shards / index.shards[index.shard[row]], "rb") as f:
+        f.seek(int(offs[frame]))
+        return f.read(int(sizes[frame]))
+
+
+def test_verify_names_every_frame_a_strict_decode_detects_and_fails_every_damaged_shard(real_ucf_shards, tmp_path):
+    """40 frames, 10 each of four kinds, spread over the 11 shards. A truncated frame, a lost tail or a
+    broken header always fails a strict decode; inverted bytes in the entropy-coded data usually do
+    (a bad Huffman code, a marker where none may be) but not always: JPEG carries no checksum, and a
+    change that keeps the Huffman stream decodable gives wrong pixels silently. Verify names every
+    frame the decoder detects; a shard whose damage it cannot see fails on its sha256."""
+    from shards.verify import FrameCheck, verify
+
+    bad = tmp_path / "shards"
+    shutil.copytree(real_ucf_shards, bad)
+    index = read_index(bad)
+    rows = [int(r) for r in index.select()]
+    rng = np.random.default_rng(0)
+    kinds = ["truncate", "zero_tail", "flip", "header"]
+    where = {}
+    for i in range(40):
+        row, frame = rows[i % len(rows)], 3 + 7 * (i // len(rows))
+        where[(row, frame)] = (kinds[i % 4], _corrupt(_jpeg(bad, row, frame), kinds[i % 4], rng))
+    _damage(bad, {k: v[1] for k, v in where.items()})
+    check = FrameCheck(int(index.attrs["height"]), int(index.attrs["width"]))
+    detectable = {k for k, (_, data) in where.items() if check(data) is not None}
+    assert {k for k, (kind, _) in where.items() if kind != "flip"} <= detectable          # 30 always
+
+    problems, _ = verify(bad, progress=False)
+    named = set()
+    for p in problems:
+        if ": frame " in p:
+            _, video, frame = p.split(": ")[:3]
+            named.add((index.video_id.tolist().index(video.split(" ", 1)[1]), int(frame.split(" ")[1])))
+    assert named == detectable, f"missed {sorted(detectable - named)}, extra {sorted(named - detectable)}"
+    failed = {p.split(":")[0] for p in problems}
+    assert failed == {index.shards[index.shard[r]] for r, _ in where}               # every damaged shard
+
+
+def test_verify_fails_a_shard_whose_only_damage_decodes_cleanly(real_ucf_shards, tmp_path):
+    """One byte of a frame's entropy-coded data changed so that a strict decode still succeeds (with
+    other pixels): no decoder can name the frame; the tar's sha256 against its sidecar fails the shard."""
+    import simplejpeg
+
+    from shards.verify import verify
+
+    bad = tmp_path / "shards"
+    shutil.copytree(real_ucf_shards, bad)
+    index = read_index(bad)
+    row = int(index.select()[4])
+    jpeg = _jpeg(bad, row, 10)
+    clean = simplejpeg.decode_jpeg(jpeg, strict=True)
+    a, b = _entropy(jpeg)
+    for p in range(a + 40, b):                  # the first change of one byte that still decodes strictly
+        if jpeg[p] in (0x00, 0xFF) or jpeg[p - 1] == 0xFF:
+            continue
+        j = bytearray(jpeg)
+        j[p] ^= 0x01
+        try:
+            pixels = simplejpeg.decode_jpeg(bytes(j), strict=True)
+        except ValueError:
+            continue
+        if not np.array_equal(pixels, clean):
+            break
+    else:
+        pytest.fail("no one-byte change of this frame decodes cleanly")
+    _damage(bad, {(row, 10): bytes(j)})
+    tar = index.shards[index.shard[row]]
+    problems, _ = verify(bad, progress=False)
+    assert problems == [f"{tar}: every member checks out, but the tar's sha256 is not the one its sidecar recorded at "
+                        f"build time: bytes changed since (a change in a frame's entropy-coded data can decode cleanly); "
+                        f"rebuild it"]
+    assert verify(bad, decode=False, progress=False)[0] == []      # --quick reads headers only

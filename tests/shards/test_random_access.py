@@ -119,5 +119,63 @@ def test_a_tar_header_whose_checksum_disagrees_is_a_frame_mismatch(flat_shards, 
     tar.write_bytes(bytes(data))
     reader = FrameReader(str(site))
     assert len(reader.read_jpegs(row, [5, 6])) == 2
-    with pytest.raises(FrameMismatch, match=rf"frame 7 of {idx.keys()[row]}: the tar member at byte {hdr}"):
+    with pytest.raises(FrameMismatch, match=rf"^shard {tar}: video {idx.video_id[row]}: frame 7: no valid tar header "
+                                            rf"at byte {hdr} \(checksum mismatch\)"):
         reader.read_jpegs(row, [6, 7, 8])
+
+
+def _site_with(flat_shards, tmp_path, damage):  # noqa: F811
+    """A copy of the flat shards, ``damage(site, index, row)`` applied to the third video's shard or index."""
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(flat_shards, site)
+    idx = read_index(site)
+    row = int(idx.select()[2])
+    damage(site, idx, row)
+    return site, idx, row
+
+
+def _garbage(site, idx, row):
+    tar = site / idx.shards[idx.shard[row]]
+    tar.write_bytes(np.random.default_rng(3).integers(0, 256, tar.stat().st_size, np.uint8).tobytes())
+
+
+def _negative_offsets(site, idx, row):
+    import zarr
+
+    g = zarr.open_group(str(site / "index.zarr"), mode="r+")
+    offs = g["frame_offset"][:]
+    a = int(idx.frame_ptr[row])
+    offs[a:a + int(idx.n_frames[row])] = -4096
+    g["frame_offset"][:] = offs
+
+
+def test_a_shard_overwritten_with_garbage_is_one_line_in_random_access_and_training(flat_shards, tmp_path):  # noqa: F811
+    from shards.errors import RunFailed, one_line
+    from shards.stream import ClipPairStream, ShardDataError
+    from tests.shards.test_stream import cfg
+
+    site, idx, row = _site_with(flat_shards, tmp_path, _garbage)
+    tar = site / idx.shards[idx.shard[row]]
+    want = rf"^shard {tar}: video {idx.video_id[row]}: frame \d+: no valid tar header at byte \d+ \(checksum mismatch\)"
+    with pytest.raises(RunFailed, match=want) as err:
+        FrameReader(str(site)).read_frames(row, [0, 1])
+    assert err.value.exit_code == 1 and one_line(err.value) == str(err.value) and len(str(err.value)) < 250
+    with pytest.raises(ShardDataError, match=want) as err:
+        list(ClipPairStream(cfg(site)))
+    assert len(str(err.value)) < 250                  # no raw bytes quoted
+
+
+def test_a_negative_frame_offset_in_the_index_names_shard_and_video(flat_shards, tmp_path):  # noqa: F811
+    from shards.errors import RunFailed
+    from shards.stream import ClipPairStream, ShardDataError
+    from tests.shards.test_stream import cfg
+
+    site, idx, row = _site_with(flat_shards, tmp_path, _negative_offsets)
+    tar = site / idx.shards[idx.shard[row]]
+    want = rf"^shard {tar}: video {idx.video_id[row]}: frame \d+: the index puts it at byte -4096 .* the index is damaged$"
+    with pytest.raises(RunFailed, match=want):
+        FrameReader(str(site)).read_frames(row, [3])
+    with pytest.raises(ShardDataError, match=want):
+        list(ClipPairStream(cfg(site)))

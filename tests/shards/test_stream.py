@@ -254,7 +254,7 @@ def test_a_local_frame_that_disagrees_with_the_index_names_shard_and_video(flat_
     for off in index.frames_of(row)[0]:
         data[off - 512: off - 512 + 5] = b"wrong"                 # each header now names another member
     tar.write_bytes(bytes(data))
-    with pytest.raises(ShardDataError, match=rf"{tar.name}: video {index.video_id[row]}: frame \d+ of"):
+    with pytest.raises(ShardDataError, match=rf"{tar.name}: video {index.video_id[row]}: frame \d+: no valid tar header at byte \d+"):
         collect(ClipPairStream(cfg(bad, batch_size=1)))
 
 

@@ -9,7 +9,7 @@ import torchvision
 from shards.errors import RunFailed
 from tests.conftest import ROOT
 from train.checkpoint import (KEYS, CheckpointError, build_payload, checkpoint_name, export_backbone, find_resume,
-                              load_checkpoint, remove_temporaries, save_backbone, save_checkpoint)
+                              list_checkpoints, load_checkpoint, remove_temporaries, save_backbone, save_checkpoint)
 from train.config import load_config, to_dict
 from train.model import CSTPModel
 from train.optim import build_optimizer
@@ -108,3 +108,63 @@ def test_temporaries_of_a_killed_save_are_removed(tmp_path):
 def test_exported_torchvision_backbone_loads_into_torchvision():
     cfg = load_config(TINY, ["data.shards=x", "model.backbone=r2plus1d_18", "model.width=1.0"])
     torchvision.models.video.r2plus1d_18().load_state_dict(export_backbone(CSTPModel(cfg)))
+
+
+class _FullDisk:
+    """``open`` for train.checkpoint: the first ``room`` files write; later ones take a few kB and then
+    fail as a full disk does (ENOSPC), after the temporary file exists."""
+
+    def __init__(self, room: int):
+        self.room, self.opened = room, []
+
+    def __call__(self, path, mode="r", *a, **kw):
+        import errno
+        import io
+
+        self.opened.append(path)
+        if len(self.opened) <= self.room:
+            return open(path, mode, *a, **kw)
+
+        class Full(io.FileIO):
+            written = 0
+
+            def write(self, b):
+                if self.written > 4096:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                self.written += len(b)
+                return super().write(b)
+
+        return Full(path, mode)
+
+
+def test_a_full_disk_while_saving_names_the_file_and_keeps_the_earlier_checkpoints(tmp_path, monkeypatch):
+    import train.checkpoint as ckpt_mod
+
+    full = _FullDisk(room=1)
+    monkeypatch.setattr(ckpt_mod, "open", full, raising=False)
+    _, p = payload(step=1)
+    save_checkpoint(tmp_path / checkpoint_name(1), p)
+    p["step"] = 2
+    with pytest.raises(RunFailed, match=rf"^cannot write {tmp_path / checkpoint_name(2)}: No space left on device "
+                                        rf"\(errno 28\); the checkpoints written before it are kept$") as err:
+        save_checkpoint(tmp_path / checkpoint_name(2), p)
+    assert err.value.exit_code == 1
+    assert full.opened[-1].name.startswith(".ckpt-00000002.pt.tmp-")          # it did fail mid-write
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["ckpt-00000001.pt"]   # no partial file, no temporary
+    assert load_checkpoint(tmp_path / checkpoint_name(1))["step"] == 1
+    with pytest.raises(RunFailed, match=rf"^cannot write {tmp_path / 'backbone.pt'}: No space left on device"):
+        save_backbone(tmp_path / "backbone.pt", p["backbone"], 2)
+
+
+def test_a_full_disk_stops_pretraining_with_one_line_and_exit_1(real_ucf_shards, tmp_path, monkeypatch, capsys):
+    import train.checkpoint as ckpt_mod
+    from tests.train.test_pretrain import losses, run
+
+    monkeypatch.setattr(ckpt_mod, "open", _FullDisk(room=2), raising=False)
+    out = tmp_path / "run"
+    assert run(real_ucf_shards, out, "train.max_steps=5", "train.ckpt_every=1") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"pretrain: cannot write {out / checkpoint_name(3)}: No space left on device (errno 28); "
+                       f"the checkpoints written before it are kept"), err[-3:]
+    assert [p.name for p in list_checkpoints(out)] == [checkpoint_name(1), checkpoint_name(2)]
+    assert not list(out.glob(".*tmp*")) and max(losses(out)) == 3
