@@ -50,9 +50,10 @@ def short_videos(video_id, status: np.ndarray, n_frames: np.ndarray, examples: i
     ok = status == STATUS_OK
     under_clip = np.flatnonzero(ok & (n_frames < CLIP_FRAMES))
     under_pair = np.flatnonzero(ok & (n_frames < PAIR_FRAMES))
-    line = (f"short videos: {len(under_clip)} have fewer frames than the paper's {CLIP_FRAMES}-frame clip, "
-            f"{len(under_pair)} fewer than the {PAIR_FRAMES} a default training pair spans (rate 1, smallest "
-            "overlap); training leaves those out")
+    line = f"short videos: {len(under_clip)} have fewer frames than the paper's {CLIP_FRAMES}-frame clip"
+    if PAIR_FRAMES != CLIP_FRAMES:
+        line += f", {len(under_pair)} fewer than the {PAIR_FRAMES} a default training pair spans (rate 1)"
+    line += "; training at the defaults leaves those out"
     if len(under_pair):
         line += ", e.g. " + ", ".join(f"{video_id[r]} ({int(n_frames[r])})" for r in under_pair[:examples])
     return line
