@@ -160,7 +160,9 @@ def peer_lost(exc: BaseException, timeout_s: float) -> PeerLost | None:
         return None
     timed_out = "timed out" in text.lower() or "timeout" in text.lower()
     what = f"no answer within {TIMEOUT_KEY}={timeout_s:g} s" if timed_out else "another rank is gone"
-    cause = text.split(" Exception raised from ")[0][:160]
+    # gloo's message without its source path and advice: "Read error [127.0.0.1]:13715: Connection reset by peer."
+    cause = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\] ", "", text).split(" This is typically")[0]
+    cause = cause.split(" Exception raised from ")[0][:160]
     return PeerLost(f"rank {int(os.environ.get('RANK', 0))}: a collective failed: {what} ({cause}); a lost node "
                     f"is waited for at most {TIMEOUT_KEY} seconds; with torchrun --max-restarts the group re-forms "
                     "and continues from the last checkpoint, else run again with --resume auto")

@@ -6,6 +6,7 @@ checkpoint at world size 1 with the global batch kept; every step appears once i
 rank that stops answering is given up after train.collective_timeout, named in the line."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -32,8 +33,20 @@ def agent(port: int, host: bool, shards, out) -> subprocess.Popen:
            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "lost-node",
            "--rdzv-conf", f"is_host={str(host).lower()},last_call_timeout=5", "--monitor-interval", "0.1",
            "train/pretrain.py", *args(shards, out, *STEPS)]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-                            start_new_session=True)      # its own process group: kill -9 takes its worker too
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant, each by its id (torchrun starts its workers in sessions
+    of their own, so a process-group kill would leave them training)."""
+    tree, i = [pid], 0
+    while i < len(tree):
+        kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(tree[i])], capture_output=True, text=True).stdout
+        tree += [int(k) for k in kids.split()]
+        i += 1
+    for p in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
 
 
 def wait_for_step(proc, out: Path, step: int, timeout=240) -> None:
@@ -51,19 +64,19 @@ def test_a_killed_node_is_named_and_the_survivor_resumes_on_its_own_keeping_the_
     lost = agent(port, False, real_ucf_shards, out)
     try:
         wait_for_step(survivor, out, 3)
-        os.killpg(lost.pid, signal.SIGKILL)
+        kill_tree(lost.pid)
         lost.communicate(timeout=60)
         o, e = survivor.communicate(timeout=300)
     finally:
         for p in (survivor, lost):
             if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
+                kill_tree(p.pid)
     assert survivor.returncode == 0, e[-3000:]
     # (a) the surviving rank's one line, not gloo's traceback
     said = re.findall(r"^pretrain: rank \d: a collective failed: another rank is gone \(.*\); .*"
                       r"train\.collective_timeout.*$", e, re.M)
     assert len(said) == 1, e[-3000:]
-    assert 'pretrain.py", line' not in e and "Traceback" not in e.split(said[0])[0][-2000:]
+    assert 'pretrain.py", line' not in e and "Traceback" not in e
     # (b) restarted by its agent, resumed from the newest checkpoint at world size 1, global batch kept
     rec = records(out)
     starts = [r for r in rec if r.get("event") == "start"]
