@@ -15,7 +15,7 @@ from shards.errors import RunFailed, one_line
 
 TIMEOUT_KEY = "train.collective_timeout"
 # what gloo and NCCL errors say when a peer's connection closed or a collective timed out
-_COLLECTIVE = re.compile(r"gloo|nccl|connection (closed|reset)|peer|timed out|Broken pipe", re.I)
+_COLLECTIVE = re.compile(r"gloo|nccl|ProcessGroup|connection (closed|reset) by peer", re.I)
 
 
 class PeerLost(RunFailed):

@@ -122,3 +122,14 @@ def test_a_silent_rank_is_given_up_after_the_collective_timeout_named_by_its_key
     assert said["line"].startswith("rank 0: a collective failed: no answer within train.collective_timeout=2 s ("), \
         said["line"]
     assert "\n" not in said["line"] and "with torchrun --max-restarts the group re-forms" in said["line"]
+
+
+def test_only_a_collective_failure_is_said_as_a_lost_peer():
+    from train.ddp import peer_lost
+
+    gone = RuntimeError("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error "
+                        "[127.0.0.1]:13715: Connection reset by peer. This is typically caused by a remote peer")
+    assert str(peer_lost(gone, 600)).startswith(
+        "rank 0: a collective failed: another rank is gone (Read error [127.0.0.1]:13715: Connection reset by peer.); ")
+    assert peer_lost(RuntimeError("a remote read timed out after 60 s"), 600) is None
+    assert peer_lost(ValueError("gloo"), 600) is None
