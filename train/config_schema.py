@@ -166,6 +166,8 @@ class TrainSection:
     tensorboard: bool = opt(True, "write TensorBoard scalars")
     compile: Optional[bool] = opt(None, "torch.compile the model; null: on where CUDA is used")
     channels_last: Optional[bool] = opt(None, "channels_last_3d memory format; null: on where CUDA is used")
+    collective_timeout: float = opt(600.0, "seconds a rank waits in a collective for the others before it ends "
+                                    "(a lost or stalled node); covers rank 0 saving a checkpoint", POSITIVE)
     max_bad_steps: int = opt(0, "non-finite steps skipped before the run stops (0: stop at the first)", NON_NEGATIVE)
 
 

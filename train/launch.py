@@ -56,7 +56,7 @@ def launcher_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--rdzv-backend", "--rdzv_backend", default="c10d", help="torch's rendezvous backend")
     g.add_argument("--rdzv-id", "--rdzv_id", default="cstp", help="the job's id, the same on every node")
     g.add_argument("--max-restarts", "--max_restarts", type=int, default=0,
-                   help="restarts of the worker group after a failure (a restart resumes only with --resume auto)")
+                   help="restarts of the worker group after a failure (a lost node); a restart resumes from the newest checkpoint")
     return p
 
 

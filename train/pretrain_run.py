@@ -49,10 +49,21 @@ def train(args) -> int:
     if args.out:
         cfg.train.out = args.out
     out = Path(cfg.train.out)
-    rank, world, _, device = D.init_from_env()
-    with preemption.watch() as preempt, run_folder_lock(out, rank == 0, device):
-        prepare_run_folder(out, args.resume, args.overwrite, rank == 0, lambda m: say(m, rank))
-        return run(args, cfg, out, rank, world, device, preempt)
+    timeout = cfg.train.collective_timeout
+    rank, world, _, device = D.init_from_env(timeout)
+    try:
+        if args.resume == "none" and D.any_rank_restarted(device):
+            # torchrun restarted the group (--max-restarts) after a rank failed: continue the run
+            say("torchrun restarted the workers: resuming as with --resume auto", rank)
+            args.resume = "auto"
+        with preemption.watch() as preempt, run_folder_lock(out, rank == 0, device):
+            prepare_run_folder(out, args.resume, args.overwrite, rank == 0, lambda m: say(m, rank))
+            return run(args, cfg, out, rank, world, device, preempt)
+    except Exception as exc:
+        lost = D.peer_lost(exc, timeout) if world > 1 else None
+        if lost is None:
+            raise
+        raise lost from None
 
 
 def resolve(args, cfg, out: Path, rank: int, world: int) -> tuple[object, tuple | None]:

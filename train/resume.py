@@ -121,7 +121,9 @@ def resumed_config(ck: dict, where: str, requested: dict, config_path: str | Non
         notes.append(note)
         changes["data.batch_size"] = (base["data"]["batch_size"], batch)
         base["data"]["batch_size"] = batch
-    asked = {k: (lookup(base, k), lookup(requested, k)) for k in explicit_keys(config_path, overrides)}
+    # against the checkpoint's own values: the command line a run started with (a torchrun restart
+    # repeats it) is no change, even where a new world size changed the per-rank batch above
+    asked = {k: (lookup(ck["config"], k), lookup(requested, k)) for k in explicit_keys(config_path, overrides)}
     asked = {k: v for k, v in sorted(asked.items()) if v[0] != v[1]}
     refused = {k: v for k, v in asked.items() if not _allowed(k, allow)}
     if refused:
