@@ -3,10 +3,12 @@ classes over a panned, zoomed textured scene: demo/make_dataset.py --content tex
 the full scheme, then score each pretext head on fresh pairs of HELD-OUT videos (split 1's test part,
 never trained on; another sampling seed) against chance, with a 95% Wilson interval.
 
-    python bench/stor_sanity.py [--steps 500] [--pairs 512] [--json out.json] [section.key=value ...]
+    python bench/stor_sanity.py [--steps 300] [--pairs 512] [--json out.json] [section.key=value ...]
 
 Trailing overrides go to every variant's pretraining (configs/tiny_cpu.yaml plus the bench's own
-settings below). Runs on the CPU; the wall time of each stage is in the output and the JSON.
+settings, COMMON and VARIANTS below: not the paper's, chosen so that a CPU run of a few minutes can
+show learning; README "Does STOR learn?"). Runs on the CPU; the wall time of each stage is in the
+output and the JSON. On a shared machine set OMP_NUM_THREADS=1 (two threads a process oversubscribe it).
 """
 from __future__ import annotations
 
