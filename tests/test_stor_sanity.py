@@ -36,3 +36,26 @@ def test_bench_smoke_writes_each_heads_accuracy_against_chance(tmp_path):
         assert h["chance"] == chance and h["n"] == (32 if name in ("rate", "rotation") else 16)
         assert h["ci95"][0] <= h["accuracy"] <= h["ci95"][1]
         assert f"  {name:17s} {100 * h['accuracy']:5.1f}%" in r.stdout
+
+
+def test_overlap_heads_see_the_concatenation_by_default_and_the_comparison_on_request():
+    import torch
+
+    from train.config import load_config
+    from train.heads import PAIR_INPUTS
+    from train.model import CSTPModel
+
+    h1, h2 = torch.tensor([[1.0, -2.0]]), torch.tensor([[3.0, 1.0]])
+    assert PAIR_INPUTS["cat"][1](h1, h2).tolist() == [[1.0, -2.0, 3.0, 1.0]]                  # the paper's
+    assert PAIR_INPUTS["compare"][1](h1, h2).tolist() == [[1.0, -2.0, 3.0, 1.0, 2.0, 3.0, 3.0, -2.0]]
+    base = ["data.shards=x", "model.width=0.125"]
+    assert load_config(str(ROOT / "configs/tiny_cpu.yaml"), base).model.pair_input == "cat"
+    batch = {"overlap_s": torch.tensor([0, 3]), "overlap_t": torch.tensor([1, 2]), "rate": torch.tensor([0, 1]),
+             "rot1": torch.tensor([0, 1]), "rot2": torch.tensor([2, 3])}
+    for form, width in (("cat", 2), ("compare", 4)):
+        m = CSTPModel(load_config(str(ROOT / "configs/tiny_cpu.yaml"), [*base, f"model.pair_input={form}"]))
+        d = m.backbone.feature_dim
+        assert m.heads["overlap_spatial"][0].in_features == m.heads["overlap_temporal"][0].in_features == width * d
+        assert m.heads["rate"][0].in_features == d                                   # per-clip heads unchanged
+        losses, _ = m.heads(torch.randn(2, d), torch.randn(2, d), batch)             # the head takes its input
+        assert set(losses) == {"overlap_spatial", "overlap_temporal", "rate", "rotation"}

@@ -20,6 +20,7 @@ from shards.sampling import PairConfig, overlap_candidates
 from shards.decode import DECODERS
 
 from .backbones import BACKBONES, INITS
+from .heads import PAIR_INPUTS
 from .methods import METHODS
 from .optim import OPTIMIZERS
 from .pretext import TASKS
@@ -140,6 +141,9 @@ class ModelSection:
     method: str = opt("byol", "contrastive method", registry("method", METHODS))
     method_params: Dict[str, Any] = opt({}, "parameters of model.method (below); unset ones take its defaults")
     sync_bn: bool = opt(True, "batch norm statistics over every rank")
+    pair_input: str = opt("cat", "what the overlap heads see of a pair: cat (the paper: both features "
+                                 "concatenated) or compare (also their |difference| and product)",
+                          registry("pair input", PAIR_INPUTS))
 
 
 @dataclass

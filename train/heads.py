@@ -9,6 +9,15 @@ import torch
 import torch.nn as nn
 
 
+# What a pair task's head sees of the two clips' features h1, h2 [B, D] (model.pair_input): the
+# paper's concatenation, or with their |difference| and product beside it (a one-hidden-layer head on
+# the concatenation has to learn the comparison itself; README, "Does STOR learn?").
+PAIR_INPUTS = {
+    "cat": (2, lambda h1, h2: torch.cat([h1, h2], dim=1)),
+    "compare": (4, lambda h1, h2: torch.cat([h1, h2, (h1 - h2).abs(), h1 * h2], dim=1)),
+}
+
+
 def mlp_head(dim: int, n_classes: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, dim), nn.BatchNorm1d(dim), nn.ReLU(inplace=True), nn.Linear(dim, n_classes))
 

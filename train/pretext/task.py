@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..heads import mlp_head
+from ..heads import PAIR_INPUTS, mlp_head
 from ..losses import accuracy
 
 
@@ -46,9 +46,11 @@ class PretextTask:
 
     def build_head(self, backbone: nn.Module, feature_dim: int, cfg) -> nn.Module:
         """The backbone's own pretext head where it has one (``make_head``), else the MLP head."""
-        in_dim = feature_dim if self.per_clip else 2 * feature_dim
+        in_dim = feature_dim if self.per_clip else PAIR_INPUTS[cfg.model.pair_input][0] * feature_dim
         make = getattr(backbone, "make_head", None)
-        return (make or mlp_head)(in_dim, self.n_classes(cfg))
+        head = (make or mlp_head)(in_dim, self.n_classes(cfg))
+        head.pair_input = cfg.model.pair_input      # a plain attribute: the state dict is unchanged
+        return head
 
     def loss(self, head: nn.Module, h1: torch.Tensor, h2: torch.Tensor, batch: dict):
         """(loss, accuracy) of this term on features h1, h2 [B, D] of the two clips."""
@@ -60,7 +62,7 @@ class PretextTask:
             return (F.cross_entropy(logits[:b], t1) + F.cross_entropy(logits[b:], t2),
                     accuracy(logits, torch.cat([t1, t2])))
         t = self.targets(batch)
-        logits = head(torch.cat([h1, h2], dim=1))
+        logits = head(PAIR_INPUTS[getattr(head, "pair_input", "cat")][1](h1, h2))
         return F.cross_entropy(logits, t), accuracy(logits, t)
 
 
