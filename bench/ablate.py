@@ -51,7 +51,7 @@ def build_shards(out: Path) -> Path:
 @torch.no_grad()
 def head_accuracy(model, cfg, pairs: int) -> dict:
     """Each enabled head's accuracy on ``pairs`` fresh pairs (sampling seed 12345), eval mode."""
-    from shards.augment import augment_pair
+    from train.augment import augment_pair
     from train.pretrain import make_loader
 
     fresh = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=12345),

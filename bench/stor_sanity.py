@@ -75,7 +75,7 @@ def held_out_loader(cfg: dict, seed: int):
 @torch.no_grad()
 def head_accuracy(model, cfg: dict, pairs: int, seed: int = 12345) -> dict:
     """Hits and trials of each enabled head on ``pairs`` held-out pairs, eval mode (running BN statistics)."""
-    from shards.augment import AugmentConfig, augment_pair
+    from train.augment import AugmentConfig, augment_pair
 
     model.eval()
     aug, rots = AugmentConfig(**cfg["augment"]), tuple(cfg["data"]["rotations"])

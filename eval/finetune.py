@@ -34,7 +34,7 @@ from eval.ft_config import FinetuneConfig, as_dict, clip_rule, help_lines, load,
 from eval.ft_data import centre_clips, device_augment, random_clip, val_clip_indices
 from eval.figures import class_figures
 from eval.report import table, write_results
-from shards.augment import augment
+from train.augment import augment
 from shards.errors import InputError, command, parser, plural
 from shards.random_access import FrameReader
 from train import ddp as D

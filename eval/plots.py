@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from shards.errors import InputError, command, parser, plural, read_input_file
+from shards.errors import InputError, command, parser, plural
+from shards.input_files import read_input_file
 from eval.figures import add_eval_args, checkpoint_curve
 from train.config import config_from_dict
 from train.pretext import TASKS, enabled

@@ -14,7 +14,7 @@ import numpy as np
 from .format import FORMAT_VERSION, INDEX_NAME, REASON_MISSING, STATUS_MISSING, STATUS_OK, unique_keys
 from .errors import InputError
 from .sources import describe, is_url, local_path, storage_options
-from .writer import atomic_path
+from .atomic_files import atomic_path
 
 _STR = np.dtypes.StringDType()
 

@@ -15,7 +15,7 @@ from .decode import CorruptFrame, Decoder, frame_error, make_decoder
 from .format import STATUS_OK, frame_member
 from .index import ShardIndex, read_index
 from .sources import RangeReader, join
-from .tar_stream import BLOCK, _octal
+from .tar_stream import BLOCK, octal
 
 
 def runs(indices: np.ndarray) -> list[tuple[int, int]]:
@@ -64,7 +64,7 @@ def fetch_frames(read, key: str, offsets: np.ndarray, sizes: np.ndarray, frames,
         for f, at, total in zip(g.tolist(), ats.tolist(), sums.tolist()):
             hdr = blob[at - BLOCK: at]
             name = frame_member(key, f).encode()[:100]
-            if (hdr[:100].rstrip(b"\0") != name or _octal(hdr[124:136]) != int(sizes[f])
+            if (hdr[:100].rstrip(b"\0") != name or octal(hdr[124:136]) != int(sizes[f])
                     or stored_checksum(hdr) != total):
                 raise FrameMismatch(f"frame {f} of {key}: the tar member at byte {int(offsets[f]) - BLOCK} is "
                                     f"{hdr[:100].rstrip(bytes(1)).decode('utf-8', 'replace')!r}, not "

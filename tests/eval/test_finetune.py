@@ -22,7 +22,7 @@ from eval.ft_clips import (all_clip_indices, authors_test_clips, eligible_rates,
 from eval.ft_config import load, read_section
 from eval.ft_data import device_augment, random_clip
 from eval.ft_model import build
-from shards.augment import augment
+from train.augment import augment
 from shards.errors import InputError
 from shards.random_access import FrameReader, evenly_spaced_clips
 from tests.conftest import ROOT

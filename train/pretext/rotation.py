@@ -1,5 +1,5 @@
 """Rotation prediction: which of data.rotations each clip was turned by (the device turns it, after
-the flip: shards.augment); a head per clip."""
+the flip: train.augment); a head per clip."""
 from __future__ import annotations
 
 from .task import PretextTask, register
