@@ -29,6 +29,7 @@ from demo.progress import clock, run_stage  # noqa: E402
 from eval.plots import main as report  # noqa: E402
 from shards.errors import RunFailed, command, parser  # noqa: E402
 from shards.index import read_index  # noqa: E402
+from train.config import load_config  # noqa: E402
 
 BIN = Path(sys.executable).parent
 METRICS = ("R@1", "R@5", "R@10", "top-1")
@@ -55,8 +56,6 @@ def build_parser():
 
 @command("demo/run.py")
 def main(argv: list[str] | None = None) -> int:
-    from train.config import load_config
-
     args = build_parser().parse_args(argv)
     out = (ROOT / args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -25,21 +25,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from eval import ft_model
-from eval.ckpt_source import NONE, load_model, resolve_path, settle
-from eval.classify import split_rows, validation_split, video_accuracy
-from eval.features import add_model_args, check_crop, given, normalise
-from eval.ft_clips import eval_clip_indices
-from eval.ft_config import FinetuneConfig, as_dict, clip_rule, help_lines, load, to_yaml, validate
-from eval.ft_data import centre_clips, device_augment, random_clip, val_clip_indices
-from eval.figures import class_figures
-from eval.report import table, write_results
-from train.augment import augment
-from shards.errors import InputError, command, parser, plural
-from shards.random_access import FrameReader
-from train import ddp as D
-from train.sync_bn import convert_sync_bn
-from train.threads import set_threads
+from pathlib import Path
+
+if __package__ in (None, ""):        # run by path: import this checkout's packages, not eval/'s modules
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from eval import ft_model  # noqa: E402
+from eval.ckpt_source import NONE, load_model, resolve_path, settle  # noqa: E402
+from eval.classify import split_rows, validation_split, video_accuracy  # noqa: E402
+from eval.features import add_model_args, check_crop, given, normalise  # noqa: E402
+from eval.ft_clips import eval_clip_indices  # noqa: E402
+from eval.ft_config import FinetuneConfig, as_dict, clip_rule, help_lines, load, to_yaml, validate  # noqa: E402
+from eval.ft_data import centre_clips, device_augment, random_clip, val_clip_indices  # noqa: E402
+from eval.figures import class_figures  # noqa: E402
+from eval.report import table, write_results  # noqa: E402
+from train.augment import augment  # noqa: E402
+from shards.errors import InputError, command, parser, plural  # noqa: E402
+from shards.random_access import FrameReader  # noqa: E402
+from train import ddp as D  # noqa: E402
+from train.sync_bn import convert_sync_bn  # noqa: E402
+from train.threads import set_threads  # noqa: E402
 
 PROG = "finetune.py"
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .atomic_files import publish, temp_sibling
 from .format import FORMAT_VERSION, TEMP_MARK, frame_member, meta_member
-from .sources import is_url, local_path
+from .sources import SourceError, is_url, local_path
+from .store import read_bytes, upload, write_bytes
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -126,7 +127,6 @@ class ShardWriter:
         if self.path is not None:
             publish(self.tmp, self.path)
         else:
-            from .store import upload
 
             try:
                 upload(self.tmp, self.location)
@@ -164,8 +164,6 @@ def _record_checksum(record: dict) -> str:
 
 def write_sidecar(path: str | os.PathLike, record: dict) -> None:
     """Write the record beside its tar (a path or a URL), whole or not at all."""
-    from .store import write_bytes
-
     record = {"format_version": FORMAT_VERSION, **record}
     record["checksum"] = _record_checksum(record)
     write_bytes(str(path), json.dumps(record, sort_keys=True).encode())
@@ -175,8 +173,6 @@ def read_sidecar(path: str | os.PathLike) -> dict | None:
     """The sidecar's record (a path or a URL), or None when it is missing, unreadable, of another
     format version or does not match its own checksum (a sidecar edited or damaged after it was
     written). A store that cannot be reached raises (a SourceError), so it is never 'missing'."""
-    from .sources import SourceError
-    from .store import read_bytes
 
     try:
         data = read_bytes(str(path))
