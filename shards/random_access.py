@@ -14,7 +14,8 @@ import numpy as np
 from .decode import CorruptFrame, Decoder, frame_error, make_decoder
 from .format import STATUS_OK, frame_member
 from .index import ShardIndex, read_index
-from .sources import RangeReader, join
+from .source_reads import RangeReader
+from .sources import join
 from .tar_stream import BLOCK, octal
 
 

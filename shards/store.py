@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .atomic_files import atomic_write_bytes
-from .sources import (STREAM_BLOCK, SourceError, describe, filesystem, is_url, local_path, open_stream, protocol,
-                      retrying)
+from .source_reads import open_stream
+from .sources import STREAM_BLOCK, SourceError, describe, filesystem, is_url, local_path, protocol, retrying
 
 RETRIES = 3
 TIMEOUT = 60.0
