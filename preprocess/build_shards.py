@@ -216,6 +216,29 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+def print_summary(listing, specs, results: list[dict], rows: dict, out: str, wall: float, stale: int,
+                  n_bad: int) -> None:
+    """What the build made: videos by status, shards built or already complete, throughput, the
+    split table, short and failed videos, and where the failures file and the index are."""
+    status = rows["status"]
+    n_frames = int(rows["n_frames"].sum())
+    n_bytes = sum(store.size(join(out, s.tar)) or 0 for s in specs)
+    built = [r for r in results if not r.get("skipped")]
+    counts = ", ".join(f"{int((status == code).sum())} {name}" for code, name in STATUS_NAMES.items())
+    print(f"videos: {counts}; shards: {len(specs)} in the set, {len(built)} built, "
+          f"{len(results) - len(built)} already complete; {n_frames} frames, {n_bytes / 1e6:.1f} MB in {wall:.1f} s"
+          + (f" ({sum(sum(v['n_frames'] for v in r['videos']) for r in built) / wall:.0f} frames/s)" if built else "")
+          + (f"; {stale} stale temporary files removed" if stale else ""))
+    print(split_table(status, rows["split"], listing.splits, listing.roles))
+    print(short_videos(rows["video_id"], status, rows["n_frames"]))
+    if listing.both_roles:
+        print(listing.both_roles_warning().strip())
+    for r in np.flatnonzero(status == STATUS_FAILED)[:SHOW_FAILED]:
+        print(f"  failed: {rows['video_id'][r]}: {rows['error'][r]}")
+    print(f"failures: {join(out, FAILURES_NAME)} ({n_bad} failed or missing videos, with reasons)")
+    print(f"index: {join(out, INDEX_NAME)}")
+
+
 def build(args, out: str, plan: BuildPlan, in_process: bool = False) -> int:
     listing, specs, settings, identity = plan.listing, plan.specs, plan.settings, plan.identity
     removed = check_plan(out, {"dataset": args.dataset, **plan.attrs["settings"]}, plan.attrs["shards"], args.overwrite)
@@ -260,23 +283,7 @@ def build(args, out: str, plan: BuildPlan, in_process: bool = False) -> int:
     n_bad = write_failures(join(out, FAILURES_NAME), rows["video_id"], rows["status"], rows["error"],
                            [e.path for e in listing.entries])
 
-    status = rows["status"]
-    n_frames = int(rows["n_frames"].sum())
-    n_bytes = sum(store.size(join(out, s.tar)) or 0 for s in specs)
-    built = [r for r in results if not r.get("skipped")]
-    counts = ", ".join(f"{int((status == code).sum())} {name}" for code, name in STATUS_NAMES.items())
-    print(f"videos: {counts}; shards: {len(specs)} in the set, {len(built)} built, "
-          f"{len(results) - len(built)} already complete; {n_frames} frames, {n_bytes / 1e6:.1f} MB in {wall:.1f} s"
-          + (f" ({sum(sum(v['n_frames'] for v in r['videos']) for r in built) / wall:.0f} frames/s)" if built else "")
-          + (f"; {stale} stale temporary files removed" if stale else ""))
-    print(split_table(status, rows["split"], listing.splits, listing.roles))
-    print(short_videos(rows["video_id"], status, rows["n_frames"]))
-    if listing.both_roles:
-        print(listing.both_roles_warning().strip())
-    for r in np.flatnonzero(status == STATUS_FAILED)[:SHOW_FAILED]:
-        print(f"  failed: {rows['video_id'][r]}: {rows['error'][r]}")
-    print(f"failures: {join(out, FAILURES_NAME)} ({n_bad} failed or missing videos, with reasons)")
-    print(f"index: {join(out, INDEX_NAME)}")
+    print_summary(listing, specs, results, rows, out, wall, stale, n_bad)
     return 0
 
 
