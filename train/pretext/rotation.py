@@ -10,9 +10,6 @@ class Rotation(PretextTask):
     help = "weight of rotation prediction (summed over both clips)"
     classes_from = "data.rotations"
 
-    def n_classes(self, cfg) -> int:
-        return len(cfg.data.rotations)
-
     def targets(self, batch):
         return batch["rot1"], batch["rot2"]
 
