@@ -41,7 +41,7 @@ from eval.ft_plan import plan  # noqa: E402
 from eval.figures import class_figures  # noqa: E402
 from eval.report import table, write_results  # noqa: E402
 from train.augment import augment  # noqa: E402
-from shards.errors import InputError, command, parser, plural  # noqa: E402
+from shards.errors import command, parser  # noqa: E402
 from shards.random_access import FrameReader  # noqa: E402
 from train import ddp as D  # noqa: E402
 from train.sync_bn import convert_sync_bn  # noqa: E402
