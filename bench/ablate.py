@@ -27,6 +27,12 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 import torch  # noqa: E402
 
 from train.pretext import TASKS  # noqa: E402
+from preprocess.build_shards import main as build  # noqa: E402
+from train.augment import augment_pair  # noqa: E402
+from train.pretrain import make_loader  # noqa: E402
+from train.checkpoint import load_checkpoint  # noqa: E402
+from train.config import config_from_dict, load_config  # noqa: E402
+from train.model import CSTPModel  # noqa: E402
 
 VARIANTS = {"full scheme": [], "contrastive only": [f"loss.{k}=0" for k in TASKS],
             "STOR only": [f"loss.{k}=0" for k in ("contrastive", "rate", "rotation")]}
@@ -36,8 +42,6 @@ COMMON = ["data.split=all", "data.batch_size=4", "train.tensorboard=false", "tra
 
 
 def build_shards(out: Path) -> Path:
-    from preprocess.build_shards import main as build
-
     data = ROOT.parent / "shared" / "data"
     with contextlib.redirect_stdout(io.StringIO()):
         rc = build(["--size", "128x171", "--dataset", "ucf101", "--videos", str(data / "videos/ucf101/UCF-101"), "--annotations",
@@ -51,9 +55,6 @@ def build_shards(out: Path) -> Path:
 @torch.no_grad()
 def head_accuracy(model, cfg, pairs: int) -> dict:
     """Each enabled head's accuracy on ``pairs`` fresh pairs (sampling seed 12345), eval mode."""
-    from shards.augment import augment_pair
-    from train.pretrain import make_loader
-
     fresh = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=12345),
                                 data=dataclasses.replace(cfg.data, num_workers=0))
     model.eval()
@@ -73,10 +74,6 @@ def head_accuracy(model, cfg, pairs: int) -> dict:
 
 
 def main() -> int:
-    from train.checkpoint import load_checkpoint
-    from train.config import config_from_dict, load_config
-    from train.model import CSTPModel
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=30, help="pretraining steps per variant")
     p.add_argument("--pairs", type=int, default=64, help="held-out pairs per accuracy")

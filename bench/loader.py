@@ -29,8 +29,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-# bench/preprocess.py would shadow the `preprocess` package for a script run from this folder.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+if __package__ in (None, ""):        # run by path: import this checkout's packages, not bench/'s modules
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from preprocess.build_shards import main as build_shards  # noqa: E402
+from shards.index import read_index  # noqa: E402
+from train.threads import set_threads  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
 UCF = DATA / "videos/ucf101/UCF-101"
 OUT = 112
@@ -42,8 +47,6 @@ def cpu(who=resource.RUSAGE_SELF) -> float:
 
 
 def build(out: Path, size: str) -> None:
-    from preprocess.build_shards import main as build_shards
-
     with contextlib.redirect_stdout(io.StringIO()):
         rc = build_shards(["--dataset", "ucf101", "--videos", str(UCF), "--annotations", str(DATA / "annotations/ucf101"),
                            "--out", str(out), "--videos-per-shard", "4", "--workers", "2", "--size", size, "--no-progress"])
@@ -92,8 +95,7 @@ def probe(shards: str, workers: int, epochs: int, batch: int) -> dict:
     CPU is counted over the timed epochs only: the main process's, and each worker's from /proc at
     the first timed epoch's start and after the last (a worker's start and its warm-up epoch are
     not the steady state; counting a worker's CPU when it exits would include them)."""
-    from shards.stream import PairLoader, StreamConfig
-    from train.threads import set_threads
+    from shards.stream import PairLoader, StreamConfig     # local: --help and the preprocess benches stay torch-free
 
     set_threads(workers)
     loader = PairLoader(StreamConfig(shards, batch_size=batch, shuffle_buffer=4, out_size=(OUT, OUT)),
@@ -126,8 +128,6 @@ def probe(shards: str, workers: int, epochs: int, batch: int) -> dict:
 
 def bench_limit(shards: Path, pairs) -> float:
     import simplejpeg
-
-    from shards.index import read_index
 
     idx = read_index(shards)
     blobs = {}

@@ -31,9 +31,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# Run by path, this file's folder comes first on sys.path and this module would shadow the
-# `preprocess` package it measures.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+if __package__ in (None, ""):        # run by path: import this checkout's packages, not bench/'s modules
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import preprocess.build_shards as bs  # noqa: E402
+from preprocess.adapters.ucf101 import write_lists  # noqa: E402
+from preprocess.probe import looks_like_elementary_stream  # noqa: E402
+from preprocess.transcode import TranscodeSettings, build_command, transcode  # noqa: E402
+
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 # The driver's summary line: "... N frames, X MB in T s (R frames/s)".
 _SUMMARY = re.compile(r"(\d+) frames, ([\d.]+) MB in ([\d.]+) s")
@@ -46,9 +51,6 @@ def cpu_seconds() -> float:
 
 
 def bench_transcode(clips: list[Path], repeat: int) -> float:
-    from preprocess.probe import looks_like_elementary_stream
-    from preprocess.transcode import TranscodeSettings, build_command, transcode
-
     s = TranscodeSettings()
     frames = 0
     c0, t0 = cpu_seconds(), time.perf_counter()
@@ -81,8 +83,6 @@ def bench_transcode(clips: list[Path], repeat: int) -> float:
 
 def make_dataset(root: Path, clips: list[Path], copies: int) -> tuple[Path, Path]:
     """UCF-101 layout of symlinks to the real clips, each `copies` times, with split lists."""
-    from preprocess.adapters.ucf101 import write_lists
-
     videos, lists = root / "videos", root / "lists"
     entries = []
     for k in range(copies):
@@ -97,15 +97,13 @@ def make_dataset(root: Path, clips: list[Path], copies: int) -> tuple[Path, Path
 
 
 def bench_job(clips: list[Path], copies: int, cores_per_transcode: float) -> None:
-    from preprocess.build_shards import main as build
-
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
         videos, lists = make_dataset(Path(tmp), clips, copies)
         for workers in (1, 2):
             buf = io.StringIO()
             with contextlib.redirect_stdout(buf):
-                rc = build(["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists),
+                rc = bs.main(["--dataset", "ucf101", "--videos", str(videos), "--annotations", str(lists),
                             "--out", f"{tmp}/out{workers}", "--videos-per-shard", "2", "--workers", str(workers),
                             "--no-progress"])
             assert rc == 0, buf.getvalue()
@@ -124,8 +122,6 @@ def _usage() -> tuple[float, float]:
 
 
 def bench_cpu(clips: list[Path], copies: int, workers: int) -> None:
-    import preprocess.build_shards as bs
-
     submit_all, seen = bs.submit_all, {}
 
     def measured(client, *args, **kw):
@@ -155,9 +151,6 @@ def bench_cpu(clips: list[Path], copies: int, workers: int) -> None:
 
 def xargs_commands(videos: Path) -> list[str]:
     """The job's ffmpeg command line for each video, writing to /dev/null, as shell lines."""
-    from preprocess.probe import looks_like_elementary_stream
-    from preprocess.transcode import TranscodeSettings, build_command
-
     s = TranscodeSettings()
     lines = []
     for p in sorted(x for x in videos.rglob("*.*")):

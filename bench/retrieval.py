@@ -15,7 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+if __package__ in (None, ""):        # run by path: import this checkout's packages, not bench/'s modules
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from train.threads import set_threads  # noqa: E402
 
 SIZES = {"ucf101": (9537, 3783), "kinetics400": (240_000, 20_000)}
 MEM_LIMIT_GB = 20.0          # what the full-matrix way may use on this 24 GiB machine
@@ -24,8 +27,7 @@ MEM_LIMIT_GB = 20.0          # what the full-matrix way may use on this 24 GiB m
 def one(size: str, way: str, queries: int | None) -> dict:
     import torch
 
-    from eval.knn import topk_cosine
-    from train.threads import set_threads
+    from eval.knn import topk_cosine     # local: imported in the measured child process only, after set_threads
 
     set_threads()
 

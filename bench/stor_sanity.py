@@ -28,6 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import torch  # noqa: E402
+from preprocess.build_shards import main as build  # noqa: E402
+from shards.format import SPLIT_TEST  # noqa: E402
+from shards.stream import PairLoader  # noqa: E402
+from train.pretrain import make_loader  # noqa: E402
+from train.augment import augment_pair  # noqa: E402
+from train.checkpoint import load_checkpoint  # noqa: E402
+from train.config import config_from_dict  # noqa: E402
+from train.model import CSTPModel  # noqa: E402
+from train.pretext import TASKS  # noqa: E402
 
 HEADS = ("overlap_spatial", "overlap_temporal", "rate", "rotation")     # train.pretext task names
 # Bench-only settings (not the paper's; README "Does STOR learn?" says why): STOR-only turns off what
@@ -56,8 +65,6 @@ def wilson(hits: int, n: int, z: float = 1.959963984540054) -> tuple[float, floa
 
 
 def make_data(out: Path, per_class: int, test_per_class: int, frames: int) -> Path:
-    from preprocess.build_shards import main as build
-
     r = subprocess.run([sys.executable, "demo/make_dataset.py", "--out", str(out / "data"), "--per-class", str(per_class),
                         "--test-per-class", str(test_per_class), "--frames", str(frames), "--content", "textured"],
                        cwd=ROOT, capture_output=True, text=True)
@@ -74,10 +81,6 @@ def make_data(out: Path, per_class: int, test_per_class: int, frames: int) -> Pa
 
 def held_out_loader(cfg, seed: int):
     """The pretraining loader's pairs, on split 1's test videos and another sampling seed."""
-    from shards.format import SPLIT_TEST
-    from shards.stream import PairLoader
-    from train.pretrain import make_loader
-
     train = make_loader(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, num_workers=0)), 0, 1).dataset.cfg
     return PairLoader(dataclasses.replace(train, role=SPLIT_TEST, seed=seed), num_workers=0, rank=0, world_size=1)
 
@@ -85,9 +88,6 @@ def held_out_loader(cfg, seed: int):
 @torch.no_grad()
 def head_accuracy(model, cfg, pairs: int, seed: int = 12345) -> dict:
     """Hits and trials of each enabled head on ``pairs`` held-out pairs, eval mode (running BN statistics)."""
-    from shards.augment import augment_pair
-    from train.pretext import TASKS
-
     model.eval()
     aug, rots = cfg.augment, cfg.data.pair.rotations
     hits: dict[str, list[int]] = {}
@@ -109,8 +109,6 @@ def head_accuracy(model, cfg, pairs: int, seed: int = 12345) -> dict:
 
 
 def report(hits: dict, cfg) -> dict:
-    from train.pretext import TASKS
-
     out = {}
     for name in HEADS:
         if name in hits:
@@ -122,10 +120,6 @@ def report(hits: dict, cfg) -> dict:
 
 
 def pretrain(name: str, shards: Path, out: Path, steps: int, overrides: list[str]) -> tuple[dict, float]:
-    from train.checkpoint import load_checkpoint
-    from train.config import config_from_dict
-    from train.model import CSTPModel
-
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "train/pretrain.py", "--config", "configs/tiny_cpu.yaml", f"data.shards={shards}",
                         *COMMON, f"train.max_steps={steps}", *VARIANTS[name], *overrides, "--out", str(out / name), "--overwrite"],

@@ -32,6 +32,7 @@ from train.model import CSTPModel  # noqa: E402
 from train.optim import build_optimizer  # noqa: E402
 from train.runlog import RunLog  # noqa: E402
 from train.threads import set_threads  # noqa: E402
+from train.pretrain import make_loader  # noqa: E402
 
 VARIANTS = {                      # name: (channels_last, compile)
     "eager": (False, False),
@@ -56,8 +57,6 @@ def device_batches(cfg, batch: int, device: torch.device):
 
 def loader_batches(cfg):
     """Endless batches from the real loader (epoch after epoch)."""
-    from train.pretrain import make_loader
-
     loader = make_loader(cfg, 0, 1)
     while True:
         yield from loader

@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:            # run by path: demo/ is no installed package
     sys.path.insert(0, str(ROOT))
 
+from preprocess.adapters.ucf101 import write_lists  # noqa: E402
+from preprocess.ffmpeg_binary import ffmpeg_path  # noqa: E402
+
 SHAPES = ("Circle", "Square")
 DIRECTIONS = {"Right": (1.0, 0.0), "Down": (0.0, 1.0)}
 SPEEDS = {"Slow": 1.0, "Fast": 2.0}      # pixels per frame at 128 x 171
@@ -60,7 +63,7 @@ def render(cls: str, rng: np.random.Generator, n_frames: int, h: int = 128, w: i
 def render_video(cls: str, rng: np.random.Generator, n_frames: int, content: str = "plain") -> np.ndarray:
     if content == "plain":
         return render(cls, rng, n_frames)
-    from demo.textured import render_textured
+    from demo.textured import render_textured     # local: only the textured content needs torch
 
     shape = next(s for s in SHAPES if cls.startswith(s))
     speed = SPEEDS[next(v for v in SPEEDS if cls.endswith(v))] * rng.uniform(0.92, 1.08)
@@ -68,8 +71,6 @@ def render_video(cls: str, rng: np.random.Generator, n_frames: int, content: str
 
 
 def encode(frames: np.ndarray, path: Path, fps: float = 25.0) -> None:
-    from preprocess.ffmpeg_binary import ffmpeg_path
-
     n, h, w, _ = frames.shape
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([ffmpeg_path(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
@@ -87,8 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--content", choices=("plain", "textured"), default="plain",
                    help="background: flat grey (plain) or a panned, zoomed textured scene (textured)")
     args = p.parse_args(argv)
-    from preprocess.adapters.ucf101 import write_lists
-
     k = args.test_per_class
     if not 0 < k < args.per_class:
         p.error(f"--test-per-class must be between 1 and --per-class - 1 ({args.per_class - 1}), got {k}")

@@ -29,6 +29,7 @@ from demo.progress import clock, run_stage  # noqa: E402
 from eval.plots import main as report  # noqa: E402
 from shards.errors import RunFailed, command, parser  # noqa: E402
 from shards.index import read_index  # noqa: E402
+from train.config import load_config  # noqa: E402
 
 BIN = Path(sys.executable).parent
 METRICS = ("R@1", "R@5", "R@10", "top-1")
@@ -53,10 +54,53 @@ def build_parser():
     return p
 
 
+def clear_old(args, data: Path, shards: Path, outputs) -> tuple[dict, Path]:
+    """Generated data is reused when it was made with the same parameters; the shards go with it.
+    A run's own ``outputs`` never are: an old checkpoint would be taken for the new one."""
+    params = {"per_class": args.per_class, "test_per_class": args.test_per_class, "frames": args.frames,
+              "content": args.content}
+    stamp = data / "params.json"
+    if not (stamp.is_file() and json.loads(stamp.read_text()) == params):
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(shards, ignore_errors=True)
+    for old in outputs:
+        shutil.rmtree(old, ignore_errors=True)
+    return params, stamp
+
+
+def evaluate(stage, ckpts: dict, ev: Path, model_args: list) -> tuple[dict, dict]:
+    """Retrieval and the linear probe of each named checkpoint: the table's rows, and the last
+    retrieval result (its gallery and query counts)."""
+    rows = {}
+    for name, ck in ckpts.items():
+        tag = "random" if ck == "none" else "cstp"
+        base = ["--ckpt", ck, "--out", ev / tag, *model_args]
+        stage(f"4/4 {name}: retrieval", [sys.executable, "eval/retrieval.py", *base])
+        stage(f"4/4 {name}: linear probe", [sys.executable, "eval/linear_probe.py", "--protocol", "full-batch", *base,
+                                             "--cache", ev / "cache"])
+        r = json.loads((ev / tag / "retrieval.json").read_text())
+        lp = json.loads((ev / tag / "linear_probe.json").read_text())["splits"][0]
+        # fractions to 3 places: the 0.1% the table prints
+        rows[name] = {k: round(v, 3) for k, v in {"R@1": r["R@1"], "R@5": r["R@5"], "R@10": r["R@10"],
+                                                   "top-1": lp["top1"]}.items()}
+    return rows, r
+
+
+def print_table(rows: dict, r: dict, n_classes: int) -> None:
+    print(f"\nCSTP demo: {r['queries']} test videos against {r['gallery']} train videos, "
+          f"{n_classes} classes (UCF-101 layout, split 1)\n")
+    print(f"{'model':12s} " + " ".join(f"{k:>6s}" for k in METRICS) + "   (%)")
+    for name, v in rows.items():
+        print(f"{name:12s} " + " ".join(f"{100 * v[k]:6.1f}" for k in METRICS))
+    capped = [k for k in METRICS if k in r.get("capped", {})]
+    if capped:
+        print(f"({', '.join(capped)} count the whole {r['gallery']}-video gallery)")
+    won = rows["CSTP"]["R@1"] > rows["random init"]["R@1"]
+    print(f"CSTP {'beats' if won else 'does not beat'} random initialisation on R@1 in this run.\n")
+
+
 @command("demo/run.py")
 def main(argv: list[str] | None = None) -> int:
-    from train.config import load_config
-
     args = build_parser().parse_args(argv)
     out = (ROOT / args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -75,16 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             print(exc, file=sys.stderr)
             raise RunFailed(f"step '{title}' failed; full log: {log}") from None
 
-    # Generated data is reused when it was made with the same parameters; the shards go with it.
-    # A run's own outputs never are: an old checkpoint would be taken for the new one.
-    params = {"per_class": args.per_class, "test_per_class": args.test_per_class, "frames": args.frames,
-              "content": args.content}
-    stamp = data / "params.json"
-    if not (stamp.is_file() and json.loads(stamp.read_text()) == params):
-        shutil.rmtree(data, ignore_errors=True)
-        shutil.rmtree(shards, ignore_errors=True)
-    for old in (run, ev, plots):
-        shutil.rmtree(old, ignore_errors=True)
+    params, stamp = clear_old(args, data, shards, (run, ev, plots))
     print(f"CSTP demo: every command's output goes to {log}")
     if not stamp.is_file():
         stage("1/4 generate the dataset", [sys.executable, "demo/make_dataset.py", "--out", data, "--per-class",
@@ -99,30 +134,10 @@ def main(argv: list[str] | None = None) -> int:
            "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "train/pretrain.py", "--config", args.config,
            f"data.shards={shards}", *args.overrides, "--out", run])
     ckpt = sorted(run.glob("ckpt-*.pt"))[-1]
-    rows = {}
-    for name, ck in (("random init", "none"), ("CSTP", ckpt)):
-        tag = "random" if ck == "none" else "cstp"
-        base = ["--ckpt", ck, "--backbone", m.backbone, "--width", m.width, "--out", ev / tag, *eval_args]
-        stage(f"4/4 {name}: retrieval", [sys.executable, "eval/retrieval.py", *base])
-        stage(f"4/4 {name}: linear probe", [sys.executable, "eval/linear_probe.py", "--protocol", "full-batch", *base,
-                                             "--cache", ev / "cache"])
-        r = json.loads((ev / tag / "retrieval.json").read_text())
-        lp = json.loads((ev / tag / "linear_probe.json").read_text())["splits"][0]
-        # fractions to 3 places: the 0.1% the table prints
-        rows[name] = {k: round(v, 3) for k, v in {"R@1": r["R@1"], "R@5": r["R@5"], "R@10": r["R@10"],
-                                                   "top-1": lp["top1"]}.items()}
+    rows, r = evaluate(stage, {"random init": "none", "CSTP": ckpt}, ev,
+                       ["--backbone", m.backbone, "--width", m.width, *eval_args])
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
-
-    print(f"\nCSTP demo: {r['queries']} test videos against {r['gallery']} train videos, "
-          f"{len(read_index(shards).classes)} classes (UCF-101 layout, split 1)\n")
-    print(f"{'model':12s} " + " ".join(f"{k:>6s}" for k in METRICS) + "   (%)")
-    for name, v in rows.items():
-        print(f"{name:12s} " + " ".join(f"{100 * v[k]:6.1f}" for k in METRICS))
-    capped = [k for k in METRICS if k in r.get("capped", {})]
-    if capped:
-        print(f"({', '.join(capped)} count the whole {r['gallery']}-video gallery)")
-    won = rows["CSTP"]["R@1"] > rows["random init"]["R@1"]
-    print(f"CSTP {'beats' if won else 'does not beat'} random initialisation on R@1 in this run.\n")
+    print_table(rows, r, len(read_index(shards).classes))
     if report([str(run), "--out", str(plots), "--summary", str(out / "summary.json")]) != 0:
         raise RunFailed(f"the plots of {run} could not be written")
     print(f"figures: {plots}/ (training curves, the table as bars); retrieval: "

@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from shards.augment import MEAN, STD
-from shards.errors import InputError, read_input_file
+from train.augment import MEAN, STD
+from shards.errors import InputError
+from shards.input_files import read_input_file
 from train.backbones import build_backbone
 from train.checkpoint import CheckpointError, list_checkpoints, load_backbone, load_checkpoint
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shards.augment import MEAN, STD
+from train.augment import MEAN, STD
 from shards.clips import center_box
 from shards.errors import InputError
 from shards.random_access import FrameReader, evenly_spaced_clips

@@ -16,7 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from shards.errors import plural
+from eval.classify import split_rows
+from eval.features import check_crop, extract
+from eval.knn import recall_at_k, topk_cosine
+from shards.errors import InputError, plural
+from shards.random_access import FrameReader
+from train.checkpoint import list_checkpoints, load_backbone
 
 RIDGE = 1.0          # the probe's ridge penalty on standardised features (fixed: a curve, not a tuned result)
 
@@ -121,8 +126,6 @@ def evaluate_features(gal: np.ndarray, qry: np.ndarray, gal_lab: np.ndarray, q_l
     closed-form probe's top-1, from [V, clips, D] features."""
     import torch
 
-    from eval.knn import recall_at_k, topk_cosine
-
     _, top = topk_cosine(torch.from_numpy(qry.mean(1)), torch.from_numpy(gal.mean(1)), 1)
     r1 = recall_at_k(top.numpy(), q_lab, gal_lab, (1,))["R@1"]
     top1 = float((ridge_probe(gal, gal_lab, qry, n_classes) == q_lab).mean())
@@ -144,12 +147,6 @@ def checkpoint_curve(run: Path, out: Path, config: dict, args) -> list[Path]:
     """eval.json and eval.png in ``out``: R@1 and probe top-1 of every checkpoint of ``run`` and of a
     random initialisation of its backbone, on ``args.split`` of the shards."""
     import torch
-
-    from eval.classify import split_rows
-    from eval.features import check_crop, extract
-    from shards.errors import InputError
-    from shards.random_access import FrameReader
-    from train.checkpoint import list_checkpoints, load_backbone
 
     data, model = (config or {}).get("data") or {}, (config or {}).get("model") or {}
     shards = args.shards or data.get("shards")

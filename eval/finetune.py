@@ -25,21 +25,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from eval import ft_model
-from eval.ckpt_source import NONE, load_model, resolve_path, settle
-from eval.classify import split_rows, validation_split, video_accuracy
-from eval.features import add_model_args, check_crop, given, normalise
-from eval.ft_clips import eval_clip_indices
-from eval.ft_config import FinetuneConfig, as_dict, clip_rule, help_lines, load, to_yaml, validate
-from eval.ft_data import centre_clips, device_augment, random_clip, val_clip_indices
-from eval.figures import class_figures
-from eval.report import table, write_results
-from shards.augment import augment
-from shards.errors import InputError, command, parser, plural
-from shards.random_access import FrameReader
-from train import ddp as D
-from train.sync_bn import convert_sync_bn
-from train.threads import set_threads
+from pathlib import Path
+
+if __package__ in (None, ""):        # run by path: import this checkout's packages, not eval/'s modules
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from eval import ft_model  # noqa: E402
+from eval.ckpt_source import NONE, load_model, resolve_path, settle  # noqa: E402
+from eval.classify import split_rows, validation_split, video_accuracy  # noqa: E402
+from eval.features import add_model_args, check_crop, given, normalise  # noqa: E402
+from eval.ft_clips import eval_clip_indices  # noqa: E402
+from eval.ft_config import FinetuneConfig, as_dict, clip_rule, help_lines, load, to_yaml, validate  # noqa: E402
+from eval.ft_data import centre_clips, device_augment, random_clip, val_clip_indices  # noqa: E402
+from eval.ft_plan import plan  # noqa: E402
+from eval.figures import class_figures  # noqa: E402
+from eval.report import table, write_results  # noqa: E402
+from train.augment import augment  # noqa: E402
+from shards.errors import command, parser  # noqa: E402
+from shards.random_access import FrameReader  # noqa: E402
+from train import ddp as D  # noqa: E402
+from train.sync_bn import convert_sync_bn  # noqa: E402
+from train.threads import set_threads  # noqa: E402
 
 PROG = "finetune.py"
 
@@ -151,29 +157,18 @@ def evaluate(model, reader, rows, labels, cfg: FinetuneConfig, device, clips, rn
             "confusion": cm.view(n_cls, n_cls).long().cpu().numpy()}
 
 
-def plan(n_train: int, n_val: int, cfg: FinetuneConfig, world: int, split: str) -> tuple[int, int]:
-    """(clips per rank and step, steps per epoch): the batch is over all ranks, the last partial one dropped."""
-    b = cfg.optim.batch_size
-    if b % world:
-        raise InputError(f"finetune.optim.batch_size={b} (clips per step over all ranks) does not divide over "
-                         f"{world} ranks; use a multiple of {world}, e.g. {max(world, b - b % world)}")
-    if b < 2 and cfg.head.bn:
-        raise InputError(f"finetune.optim.batch_size={b}: the head's BatchNorm1d needs at least 2 clips a step; "
-                         "use --batch-size 2 or more, or head.bn=false")
-    if n_train // b == 0:
-        fit, least = n_train - n_train % world, 2 if cfg.head.bn else 1
-        if n_train >= world and fit >= least:
-            fix = f"use --batch-size {fit} or less"
-        elif n_train >= world:
-            fix = ("the head's BatchNorm1d needs 2 clips a step: lower eval.val_fraction, choose a split with more "
-                   "train videos, or head.bn=false")
-        elif n_train:
-            fix = f"even one clip a rank needs {world} of them: run on {n_train} rank{'s' * (n_train > 1)} or fewer"
-        else:
-            fix = "choose a split with train videos or lower eval.val_fraction"
-        raise InputError(f"split {split}: {plural(n_train, 'train video')} (after {n_val} held out) cannot fill one "
-                         f"batch of finetune.optim.batch_size={b}; {fix}")
-    return b // world, n_train // b
+def check_plan(argv: list[str], world: int) -> None:
+    """What fine-tuning's workers would refuse before training: the options and config, the shard
+    index, every split of --splits, and that each split's train part fills one batch on every rank."""
+    args, cfg = parse(build_parser(), argv)
+    if cfg is None:
+        return
+    reader = FrameReader(args.shards)
+    for s in (x.strip() for x in args.splits.split(",") if x.strip()):
+        train, _ = split_rows(reader.index, s)
+        train, val = validation_split(train, reader.index.label[train], cfg.eval.val_fraction, cfg.seed)
+        plan(len(train), len(val), cfg, world, s)
+    # the crop against the frames needs the checkpoint: the workers check it
 
 
 def train_epoch(net, model, reader, train, labels, cfg, opt, epoch, rank, world, per_rank, steps, device, frozen):

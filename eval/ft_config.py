@@ -21,7 +21,8 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from shards.errors import InputError, one_line, read_input_file
+from shards.errors import InputError, one_line
+from shards.input_files import read_input_file
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import torch
 from eval.features import clips_at
 from eval.ft_clips import draw, eligible_rates, random_sized_box, train_clip_indices
 from eval.ft_config import FinetuneConfig
-from shards.augment import AugmentConfig
+from train.augment import AugmentConfig
 from shards.clips import clip_from_frames
 from shards.random_access import evenly_spaced_clips
 

@@ -22,16 +22,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from eval.classify import split_rows, video_accuracy
-from eval.feature_cache import cache_path, model_identity, shard_identity
-from eval.ckpt_source import NONE, load_model, resolve_path, settle
-from eval.features import add_model_args, check_crop, extract, given
-from eval.finetune import SHORTHAND, add_config_args, parse, run
-from eval.figures import logit_figures
-from eval.report import table, write_results
-from shards.errors import InputError, command, parser
-from shards.random_access import FrameReader
-from train.threads import set_threads
+from pathlib import Path
+
+if __package__ in (None, ""):        # run by path: import this checkout's packages, not eval/'s modules
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from eval.classify import split_rows, video_accuracy  # noqa: E402
+from eval.feature_cache import cache_path, model_identity, shard_identity  # noqa: E402
+from eval.ckpt_source import NONE, load_model, resolve_path, settle  # noqa: E402
+from eval.features import add_model_args, check_crop, extract, given  # noqa: E402
+from eval.finetune import SHORTHAND, add_config_args, parse, run  # noqa: E402
+from eval.figures import logit_figures  # noqa: E402
+from eval.report import table, write_results  # noqa: E402
+from shards.errors import InputError, command, parser  # noqa: E402
+from shards.random_access import FrameReader  # noqa: E402
+from train.threads import set_threads  # noqa: E402
 
 PROG = "linear_probe.py"
 

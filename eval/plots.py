@@ -22,10 +22,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from shards.errors import InputError, command, parser, plural, read_input_file
-from eval.figures import add_eval_args, checkpoint_curve
-from train.config import config_from_dict
-from train.pretext import TASKS, enabled
+if __package__ in (None, ""):        # run by path: import this checkout's packages, not eval/'s modules
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from shards.errors import InputError, command, parser, plural  # noqa: E402
+from shards.input_files import read_input_file  # noqa: E402
+from eval.figures import add_eval_args, checkpoint_curve  # noqa: E402
+from train.config import config_from_dict  # noqa: E402
+from train.pretext import TASKS, enabled  # noqa: E402
+from train.optim import scaled_lr, warmup_cosine  # noqa: E402
 
 PROG = "cstp-report"
 
@@ -156,7 +161,6 @@ def loss_plot(records: list[dict], config: dict, note: str, window: int, out: Pa
 def lr_schedule(config: dict, events: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
     """(steps 1..T, the rate each step ran with) as train/optim.py schedules it, from the config (optim.lr,
     warmup_epochs) and the first start event (global batch, steps per epoch, total); None if unknown."""
-    from train.optim import scaled_lr, warmup_cosine
 
     start = next((e for e in events if e.get("event") == "start"), None)
     m = re.search(r"(\d+) steps? per epoch, (\d+) in total", str((start or {}).get("summary", "")))

@@ -17,14 +17,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eval.ckpt_source import load_model, resolve_path, settle
-from eval.classify import split_rows
-from eval.features import add_model_args, check_crop, extract, given
-from eval.knn import recall_at_k, topk_cosine
-from eval.report import retrieval_figure, table, write_results
-from shards.errors import InputError, command, parser, plural
-from shards.random_access import FrameReader
-from train.threads import set_threads
+if __package__ in (None, ""):        # run by path: import this checkout's packages, not eval/'s modules
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from eval.ckpt_source import load_model, resolve_path, settle  # noqa: E402
+from eval.classify import split_rows  # noqa: E402
+from eval.features import add_model_args, check_crop, extract, given  # noqa: E402
+from eval.knn import recall_at_k, topk_cosine  # noqa: E402
+from eval.report import retrieval_figure, table, write_results  # noqa: E402
+from shards.errors import InputError, command, parser, plural  # noqa: E402
+from shards.random_access import FrameReader  # noqa: E402
+from train.threads import set_threads  # noqa: E402
 
 PROG = "retrieval.py"
 KS = (1, 5, 10, 20, 50)

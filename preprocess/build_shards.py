@@ -15,21 +15,28 @@ import math
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from preprocess.build_lock import build_lock
-from preprocess.build_summary import short_videos, split_table, write_failures
-from preprocess.cluster import connect
-from preprocess.interrupts import sigterm_as_interrupt
-from preprocess.plan import BuildPlan, plan_build
-from preprocess.rebuild import check_plan
-from shards import store
-from shards.errors import InputError, RunFailed, command, parser, plural
-from shards.format import FAILURES_NAME, INDEX_NAME, STATUS_FAILED, STATUS_NAMES, STATUS_OK, TEMP_MARK, sidecar_name
-from shards.index import check_index_location, empty_rows, write_index
-from shards.sources import join, local_path, protocol
-from shards.writer import read_sidecar
+if __package__ in (None, ""):        # run by path: import this checkout's packages, not preprocess/'s modules
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from preprocess import shard_task  # noqa: E402
+from preprocess.adapters import DATASETS  # noqa: E402
+from preprocess.build_lock import build_lock  # noqa: E402
+from preprocess.build_summary import short_videos, split_table, write_failures  # noqa: E402
+from preprocess.cluster import connect  # noqa: E402
+from preprocess.interrupts import sigterm_as_interrupt  # noqa: E402
+from preprocess.plan import BuildPlan, MAX_VIDEOS_PER_SHARD, MIN_SHARDS, plan_build  # noqa: E402
+from preprocess.rebuild import check_plan  # noqa: E402
+from shards import store  # noqa: E402
+from shards.errors import InputError, RunFailed, command, parser, plural  # noqa: E402
+from shards.format import (FAILURES_NAME, INDEX_NAME, STATUS_FAILED, STATUS_NAMES, STATUS_OK, TEMP_MARK,  # noqa: E402
+                           sidecar_name)
+from shards.index import check_index_location, empty_rows, write_index  # noqa: E402
+from shards.sources import join, local_path, protocol  # noqa: E402
+from shards.writer import read_sidecar  # noqa: E402
 
 SHOW_FAILED = 10
 
@@ -76,9 +83,6 @@ def parse_bytes(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from preprocess.adapters import DATASETS
-    from preprocess.plan import MAX_VIDEOS_PER_SHARD, MIN_SHARDS
-
     p = parser("build_shards.py", __doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="which adapter reads the annotations")
     p.add_argument("--videos", required=True, help="folder of the dataset's videos")
@@ -160,10 +164,9 @@ def submit_all(client, specs, settings, out: str, args, listing, identity) -> tu
     from distributed import as_completed
     from tqdm import tqdm
 
-    from preprocess.shard_task import build_shard
-
     futures = [
-        client.submit(build_shard, spec, settings, out, args.dataset, listing.splits, spec.digest(identity),
+        # looked up at call time: a patched shard_task.build_shard (the fault tests) is what runs
+        client.submit(shard_task.build_shard, spec, settings, out, args.dataset, listing.splits, spec.digest(identity),
                       args.overwrite, key=f"shard-{spec.number:06d}-{spec.digest(identity)[:12]}",
                       retries=args.retries, pure=False)
         for spec in specs
@@ -213,6 +216,29 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+def print_summary(listing, specs, results: list[dict], rows: dict, out: str, wall: float, stale: int,
+                  n_bad: int) -> None:
+    """What the build made: videos by status, shards built or already complete, throughput, the
+    split table, short and failed videos, and where the failures file and the index are."""
+    status = rows["status"]
+    n_frames = int(rows["n_frames"].sum())
+    n_bytes = sum(store.size(join(out, s.tar)) or 0 for s in specs)
+    built = [r for r in results if not r.get("skipped")]
+    counts = ", ".join(f"{int((status == code).sum())} {name}" for code, name in STATUS_NAMES.items())
+    print(f"videos: {counts}; shards: {len(specs)} in the set, {len(built)} built, "
+          f"{len(results) - len(built)} already complete; {n_frames} frames, {n_bytes / 1e6:.1f} MB in {wall:.1f} s"
+          + (f" ({sum(sum(v['n_frames'] for v in r['videos']) for r in built) / wall:.0f} frames/s)" if built else "")
+          + (f"; {stale} stale temporary files removed" if stale else ""))
+    print(split_table(status, rows["split"], listing.splits, listing.roles))
+    print(short_videos(rows["video_id"], status, rows["n_frames"]))
+    if listing.both_roles:
+        print(listing.both_roles_warning().strip())
+    for r in np.flatnonzero(status == STATUS_FAILED)[:SHOW_FAILED]:
+        print(f"  failed: {rows['video_id'][r]}: {rows['error'][r]}")
+    print(f"failures: {join(out, FAILURES_NAME)} ({n_bad} failed or missing videos, with reasons)")
+    print(f"index: {join(out, INDEX_NAME)}")
+
+
 def build(args, out: str, plan: BuildPlan, in_process: bool = False) -> int:
     listing, specs, settings, identity = plan.listing, plan.specs, plan.settings, plan.identity
     removed = check_plan(out, {"dataset": args.dataset, **plan.attrs["settings"]}, plan.attrs["shards"], args.overwrite)
@@ -257,23 +283,7 @@ def build(args, out: str, plan: BuildPlan, in_process: bool = False) -> int:
     n_bad = write_failures(join(out, FAILURES_NAME), rows["video_id"], rows["status"], rows["error"],
                            [e.path for e in listing.entries])
 
-    status = rows["status"]
-    n_frames = int(rows["n_frames"].sum())
-    n_bytes = sum(store.size(join(out, s.tar)) or 0 for s in specs)
-    built = [r for r in results if not r.get("skipped")]
-    counts = ", ".join(f"{int((status == code).sum())} {name}" for code, name in STATUS_NAMES.items())
-    print(f"videos: {counts}; shards: {len(specs)} in the set, {len(built)} built, "
-          f"{len(results) - len(built)} already complete; {n_frames} frames, {n_bytes / 1e6:.1f} MB in {wall:.1f} s"
-          + (f" ({sum(sum(v['n_frames'] for v in r['videos']) for r in built) / wall:.0f} frames/s)" if built else "")
-          + (f"; {stale} stale temporary files removed" if stale else ""))
-    print(split_table(status, rows["split"], listing.splits, listing.roles))
-    print(short_videos(rows["video_id"], status, rows["n_frames"]))
-    if listing.both_roles:
-        print(listing.both_roles_warning().strip())
-    for r in np.flatnonzero(status == STATUS_FAILED)[:SHOW_FAILED]:
-        print(f"  failed: {rows['video_id'][r]}: {rows['error'][r]}")
-    print(f"failures: {join(out, FAILURES_NAME)} ({n_bad} failed or missing videos, with reasons)")
-    print(f"index: {join(out, INDEX_NAME)}")
+    print_summary(listing, specs, results, rows, out, wall, stale, n_bad)
     return 0
 
 

@@ -13,7 +13,9 @@ import random
 
 from shards.format import shard_name, unique_keys
 
-from .adapters import Listing
+from .adapters import Listing, load_listing
+from shards.errors import InputError
+from .transcode import TranscodeSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,10 +101,7 @@ class BuildPlan:
 
 def plan_build(args) -> BuildPlan:
     """The listing, the shard plan, and the index attributes the build will write."""
-    from shards.errors import InputError
 
-    from .adapters import load_listing
-    from .transcode import TranscodeSettings
 
     prefix = args.name or args.dataset
     listing = load_listing(args.dataset, args.videos, args.annotations)

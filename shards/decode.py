@@ -135,7 +135,7 @@ def _rotate(t: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _gpu(device=None):
-    from .decode_torch import TorchvisionDecoder
+    from .decode_torch import TorchvisionDecoder     # local: decode_torch imports decode (a cycle)
 
     return TorchvisionDecoder(device)
 

@@ -4,7 +4,7 @@ batched, on CUDA), then crop and resize there.
 With it the loader's workers only read JPEG bytes, check their headers and draw each pair's
 geometry (``new_encoded_batch``, ``add_encoded``); the training process turns such a batch into the
 batch contract's uint8 clips on the device (:class:`DeviceStage`), where the flip and the labelled
-rotation follow as with CPU decoding (shards.augment). So a GPU needs few CPU cores.
+rotation follow as with CPU decoding (train.augment). So a GPU needs few CPU cores.
 
 The same code runs on the CPU (``TorchvisionDecoder("cpu")``, torchvision's libjpeg decoder): that
 is how it is tested without a GPU.

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputError
+from .format import SPLIT_ROLE_NAMES, STATUS_OK
 
 
 class SetTooSmall(InputError, ValueError):
@@ -45,7 +46,6 @@ def batches_per_rank(n_videos: int, batch_size: int, world_size: int, where: str
 def split_advice(index, split: str | None, role: int, min_frames: int) -> Callable[[int], tuple[str, str]]:
     """For the too-small message: the split's usable videos by role (status ok and long enough for
     a clip pair), and the ``data.split`` values whose ``role`` part holds at least one global batch."""
-    from .format import SPLIT_ROLE_NAMES, STATUS_OK
 
     def advise(global_batch: int) -> tuple[str, str]:
         usable = (index.status == STATUS_OK) & (index.n_frames >= min_frames)
@@ -84,7 +84,6 @@ def shuffled_order(rows: np.ndarray, shard: np.ndarray, seed: int, epoch: int, w
 
 class EpochOrder:
     """The videos delivered in each epoch, with the remainder carried into the next."""
-
     def __init__(self, rows: np.ndarray, shard: np.ndarray, seed: int, per_epoch: int, whole_shards: bool):
         self.rows, self.shard, self.seed = np.asarray(rows), np.asarray(shard), seed
         self.per_epoch, self.whole_shards = per_epoch, whole_shards

@@ -78,21 +78,6 @@ def command(prog: str):
     return deco
 
 
-def read_input_file(path, option: str, parse: Callable[[str], object], kind: str, errors: tuple = (ValueError,),
-                    hint: str = "") -> object:
-    """``parse`` of the text of a file the user named with ``option``; a missing file, or one whose
-    parse raises one of ``errors``, is an InputError naming both (``hint``: where such files come from)."""
-    from pathlib import Path
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{option} {path}: no such file{'; ' + hint if hint else ''}")
-    try:
-        return parse(path.read_text())
-    except (*errors, UnicodeDecodeError) as exc:
-        raise InputError(f"{option} {path}: not valid {kind} ({one_line(exc)})") from None
-
-
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Every option's help shows its default once; descriptions keep their line breaks. No default is
     shown for a required option, a flag, an option without one (None, empty), or a help text that

@@ -14,7 +14,8 @@ import numpy as np
 from .format import FORMAT_VERSION, INDEX_NAME, REASON_MISSING, STATUS_MISSING, STATUS_OK, unique_keys
 from .errors import InputError
 from .sources import describe, is_url, local_path, storage_options
-from .writer import atomic_path
+from .atomic_files import atomic_path
+from .store import remove
 
 _STR = np.dtypes.StringDType()
 
@@ -153,7 +154,6 @@ def _write_remote(url: str, attrs: dict, arrays: dict[str, np.ndarray]) -> str:
     the last object written: a reader in between finds no index, never a mix of two."""
     from zarr.storage import FsspecStore
 
-    from .store import remove
 
     remove(url)
     store = FsspecStore.from_url(url, storage_options=storage_options(url, 60.0), read_only=False)

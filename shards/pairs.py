@@ -2,7 +2,7 @@
 
 A video's clip pair is drawn from a generator seeded by (seed, epoch, video key): it does not depend
 on which rank or worker reads the video, or when. Clips leave the loader unrotated; ``rot1`` and
-``rot2`` are labels the device applies (shards.augment.augment_pair), after its flip.
+``rot2`` are labels the device applies (train.augment.augment_pair), after its flip.
 
 A batch carries the pair's whole geometry, every field of :class:`PairSample` under its own name
 (candidate indices B, frame indices B x T, crop boxes B x 4), and the video's class ``label``; the

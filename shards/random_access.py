@@ -15,8 +15,9 @@ from .decode import CorruptFrame, Decoder, frame_error, make_decoder
 from .errors import RunFailed
 from .format import STATUS_OK, frame_member
 from .index import ShardIndex, read_index
-from .sources import RangeReader, join
-from .tar_stream import BLOCK, _octal
+from .source_reads import RangeReader
+from .sources import join
+from .tar_stream import BLOCK, octal
 
 
 def runs(indices: np.ndarray) -> list[tuple[int, int]]:
@@ -78,9 +79,9 @@ def fetch_frames(read, key: str, offsets: np.ndarray, sizes: np.ndarray, frames,
             if stored_checksum(hdr) != total:
                 raise FrameMismatch(f"frame {f}: no valid tar header at byte {int(offsets[f]) - BLOCK} (checksum "
                                     f"mismatch): the shard is damaged or is not the one its index describes")
-            if hdr[:100].rstrip(b"\0") != name or _octal(hdr[124:136]) != int(sizes[f]):
+            if hdr[:100].rstrip(b"\0") != name or octal(hdr[124:136]) != int(sizes[f]):
                 raise FrameMismatch(f"frame {f}: the tar member at byte {int(offsets[f]) - BLOCK} is "
-                                    f"{member_name(hdr)!r} of {_octal(hdr[124:136])} bytes, not "
+                                    f"{member_name(hdr)!r} of {octal(hdr[124:136])} bytes, not "
                                     f"{name.decode()!r} of {int(sizes[f])} bytes")
             out[f] = blob[at: at + int(sizes[f])]
     return out

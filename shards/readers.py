@@ -21,7 +21,8 @@ from .index import ShardIndex
 from .pairs import needed_frames
 from .random_access import FrameMismatch, fetch_frames
 from .sampling import PairSample
-from .sources import RangeReader, SourceError, join, open_stream
+from .source_reads import RangeReader, open_stream
+from .sources import SourceError, join
 from .tar_stream import iter_members
 
 MAX_OPEN = 64   # local shards a worker keeps open (a random order touches every shard)

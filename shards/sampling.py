@@ -24,7 +24,7 @@ redraw). Offsets are whole pixels, so the measured rate is within ``spatial_tole
 (one pixel row or column, relative) of gamma_s. The union of the two crops is placed uniformly in
 the frame and which crop takes which corner is drawn, so the crops stay inside the frame.
 
-Rotation is drawn per clip; the training device applies it after the flip (shards.augment), so the
+Rotation is drawn per clip; the training device applies it after the flip (train.augment), so the
 label describes what the network sees and the spatial label stays true.
 """
 from __future__ import annotations

@@ -15,8 +15,9 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO
 
-from .sources import (STREAM_BLOCK, SourceError, describe, filesystem, is_url, local_path, open_stream, protocol,
-                      retrying)
+from .atomic_files import atomic_write_bytes
+from .source_reads import open_stream
+from .sources import STREAM_BLOCK, SourceError, describe, filesystem, is_url, local_path, protocol, retrying
 
 RETRIES = 3
 TIMEOUT = 60.0
@@ -159,8 +160,6 @@ def read_bytes(location: str) -> bytes | None:
 def write_bytes(location: str, data: bytes) -> None:
     """Write a whole file; readers see the old one or the new one."""
     if not is_url(location):
-        from .writer import atomic_write_bytes
-
         atomic_write_bytes(local_path(location), data)
         return
     fs, path = _remote(location)

@@ -20,7 +20,7 @@ class TarFormatError(ValueError):
     pass
 
 
-def _octal(field: bytes) -> int:
+def octal(field: bytes) -> int:
     if field and field[0] & 0x80:                      # GNU base-256 for large sizes
         return int.from_bytes(field[1:], "big")
     text = field.rstrip(b"\0 ").strip()
@@ -81,7 +81,7 @@ def iter_members(f: BinaryIO, want: Callable[[str], bool], seekable: bool = Fals
             return
         if not tar_header_ok(hdr):
             raise TarFormatError(f"corrupt tar header at byte {offset} (checksum mismatch)")
-        size = _octal(hdr[124:136])
+        size = octal(hdr[124:136])
         kind = hdr[156:157]
         padded = -(-size // BLOCK) * BLOCK
         data_at = offset + BLOCK

@@ -1,72 +1,21 @@
-"""Write shard tars, sidecars and any other output atomically (temporary name, then rename).
+"""Write shard tars and their sidecars, atomically (``shards.atomic_files``: temporary name, then rename).
 
 The tar is deterministic (fixed mtime, owner and mode), so a shard rebuilt after a crash has the
-same bytes, the same offsets and therefore the same index as one built in a single run. Every
-output of a build goes through :func:`atomic_path`: a reader sees the old thing or the new one,
-never half of either, and a failed write leaves no temporary behind.
+same bytes, the same offsets and therefore the same index as one built in a single run.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
 import tarfile
 import tempfile
-import uuid
 from pathlib import Path
-from typing import Iterator
 
-from .errors import InputError
+from .atomic_files import publish, temp_sibling
 from .format import FORMAT_VERSION, TEMP_MARK, frame_member, meta_member
-from .sources import is_url, local_path
-
-
-def temp_sibling(path: Path) -> Path:
-    """A hidden, unique name beside ``path``; the build's clean-up recognises it by ``TEMP_MARK``."""
-    return path.with_name(f".{path.name}{TEMP_MARK}{uuid.uuid4().hex[:8]}")
-
-
-def remove_path(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def publish(tmp: Path, final: Path) -> None:
-    """Move a finished ``tmp`` (file or folder) to ``final``, replacing what was there."""
-    if tmp.is_dir() and final.exists():
-        if not final.is_dir() or final.is_symlink():
-            raise InputError(f"{final} exists and is not a folder; remove it or write elsewhere")
-        # A folder cannot replace a non-empty folder in one rename: move the old one aside first.
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, final)
-
-
-@contextlib.contextmanager
-def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path to write (a file or a folder); it becomes ``final`` when the block
-    ends normally and is removed when it raises."""
-    final = Path(final)
-    tmp = temp_sibling(final)
-    try:
-        yield tmp
-        publish(tmp, final)
-    finally:
-        remove_path(tmp)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+from .sources import SourceError, is_url, local_path
+from .store import read_bytes, upload, write_bytes
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -178,7 +127,6 @@ class ShardWriter:
         if self.path is not None:
             publish(self.tmp, self.path)
         else:
-            from .store import upload
 
             try:
                 upload(self.tmp, self.location)
@@ -216,8 +164,6 @@ def _record_checksum(record: dict) -> str:
 
 def write_sidecar(path: str | os.PathLike, record: dict) -> None:
     """Write the record beside its tar (a path or a URL), whole or not at all."""
-    from .store import write_bytes
-
     record = {"format_version": FORMAT_VERSION, **record}
     record["checksum"] = _record_checksum(record)
     write_bytes(str(path), json.dumps(record, sort_keys=True).encode())
@@ -227,8 +173,6 @@ def read_sidecar(path: str | os.PathLike) -> dict | None:
     """The sidecar's record (a path or a URL), or None when it is missing, unreadable, of another
     format version or does not match its own checksum (a sidecar edited or damaged after it was
     written). A store that cannot be reached raises (a SourceError), so it is never 'missing'."""
-    from .sources import SourceError
-    from .store import read_bytes
 
     try:
         data = read_bytes(str(path))

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from shards.errors import InputError, RunFailed, one_line
-from shards.writer import atomic_path
+from shards.atomic_files import atomic_path
 
 from .backbones import build_backbone
 

@@ -3,7 +3,7 @@ field with its default, its meaning (the README's key reference) and its allowed
 
 ``loss`` has one weight a term: ``contrastive`` and one a registered pretext task (train.pretext),
 so :func:`config_class` builds that section, and the ``Config`` holding it, from the registry.
-``augment`` is shards.augment.AugmentConfig itself (the authors give both views the same
+``augment`` is train.augment.AugmentConfig itself (the authors give both views the same
 augmentation, so there is one set of keys); :data:`AUGMENT_RULES` gives each key its range.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-from shards.augment import AugmentConfig
+from train.augment import AugmentConfig
 from shards.sampling import PairConfig, overlap_candidates
 
 from shards.decode import DECODERS

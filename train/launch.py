@@ -28,7 +28,12 @@ import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 
-from shards.errors import EXIT_RUN_FAILED, EXIT_USAGE, InputError, command
+if __package__ in (None, ""):        # run by path: import this checkout's packages, not train/'s modules
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from shards.errors import EXIT_RUN_FAILED, EXIT_USAGE, InputError, command  # noqa: E402
+from train import pretrain as P  # noqa: E402
+from train.pretrain import build_parser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Statuses a worker explains itself (one line of its own on stderr): input error, failed run, a
@@ -186,8 +191,7 @@ def failed_status(prog: str, failures: dict) -> int:
 # -- the commands -------------------------------------------------------------------------------
 def check_pretrain(argv: list[str], world: int) -> None:
     """What a new pretraining run's workers would refuse first: options, config, shards, batch."""
-    from train import pretrain as P
-    from train.config import load_config, require_pretraining
+    from train.config import load_config, require_pretraining     # local: the launcher's --help stays torch-free
 
     args = P.build_parser().parse_intermixed_args(argv)
     cfg = load_config(args.config, args.overrides)
@@ -198,7 +202,6 @@ def check_pretrain(argv: list[str], world: int) -> None:
 
 
 def pretrain_parser() -> argparse.ArgumentParser:
-    from train.pretrain import build_parser
     return build_parser()
 
 

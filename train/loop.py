@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from shards.augment import augment_pair
+from train.augment import augment_pair
 from shards.errors import CstpError, RunFailed, one_line
 
 from . import ddp as D

@@ -45,7 +45,7 @@ def build_parser():
 
 
 def make_loader(cfg, rank: int, world: int):
-    from shards.stream import PairLoader, StreamConfig
+    from shards.stream import PairLoader, StreamConfig     # local: pretrain --help stays torch-free
 
     d = cfg.data
     split = None if str(d.split) == "all" else str(d.split)
@@ -90,7 +90,7 @@ def say(msg: str, rank: int) -> None:
 @command("pretrain")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)   # overrides may sit between options
-    from train import ddp as D
+    from train import ddp as D     # local (with the next): --help stays torch-free
     from train.pretrain_run import train
 
     try:

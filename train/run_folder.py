@@ -12,7 +12,7 @@ import torch
 
 from shards.errors import InputError, plural
 from shards.folder_lock import acquire, release
-from shards.writer import atomic_write_bytes
+from shards.atomic_files import atomic_write_bytes
 
 from . import ddp as D
 from .checkpoint import list_checkpoints, remove_temporaries

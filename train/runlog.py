@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from shards.writer import atomic_write_bytes
+from shards.atomic_files import atomic_write_bytes
 
 LOG = "log.jsonl"
 

@@ -22,7 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from shards.augment import AugmentConfig  # noqa: E402
+from train.augment import AugmentConfig  # noqa: E402
 from shards.sampling import PairConfig  # noqa: E402
 from train import config_schema as S  # noqa: E402
 from train.methods import METHODS  # noqa: E402

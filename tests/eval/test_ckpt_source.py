@@ -13,7 +13,7 @@ from eval.ckpt_source import resolve_path, settle, trained_clips
 from eval.finetune import main as finetune
 from eval.linear_probe import main as linear_probe
 from eval.retrieval import main as retrieval
-from shards.augment import MEAN, STD
+from train.augment import MEAN, STD
 
 FAST = ["--clips", "2", "--no-progress", "--figure-queries", "0"]
 

@@ -22,7 +22,7 @@ from eval.ft_clips import (all_clip_indices, authors_test_clips, eligible_rates,
 from eval.ft_config import load, read_section
 from eval.ft_data import device_augment, random_clip
 from eval.ft_model import build
-from shards.augment import augment
+from train.augment import augment
 from shards.errors import InputError
 from shards.random_access import FrameReader, evenly_spaced_clips
 from tests.conftest import ROOT
@@ -312,7 +312,7 @@ def test_finetune_under_torchrun_two_ranks(flat_shards, tmp_path):
 
 
 def test_a_batch_that_does_not_divide_over_the_ranks_is_refused():
-    from eval.finetune import plan
+    from eval.ft_plan import plan
 
     assert plan(100, 10, load(), 2, "1") == (30, 1)                      # the authors': 60 in all, 30 a process
     with pytest.raises(InputError, match="batch_size=60 .* does not divide over 7 ranks; use a multiple of 7, e.g. 56"):

@@ -9,7 +9,8 @@ import fsspec
 import pytest
 
 from shards import sources
-from shards.sources import RangeReader, SourceError, open_stream, retrying
+from shards.source_reads import RangeReader, open_stream
+from shards.sources import SourceError, retrying
 from shards.tar_stream import iter_members
 from tests.servers import Faults, faulty_http_server, free_port, range_http_server
 

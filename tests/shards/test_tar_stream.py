@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from shards.tar_stream import BLOCK, TarFormatError, _octal, iter_members
+from shards.tar_stream import BLOCK, TarFormatError, octal, iter_members
 
 
 def make_tar(members, fmt=tarfile.USTAR_FORMAT, extra=()) -> bytes:
@@ -94,9 +94,9 @@ def test_directories_links_and_pax_globals_are_not_files():
 
 
 def test_the_gnu_base_256_size_field():
-    assert _octal(b"0000644\0") == 0o644
-    assert _octal(b"\0" * 12) == 0
-    assert _octal(bytes([0x80]) + (9 * 2**33).to_bytes(11, "big")) == 9 * 2**33   # > 8 GiB: no octal form
+    assert octal(b"0000644\0") == 0o644
+    assert octal(b"\0" * 12) == 0
+    assert octal(bytes([0x80]) + (9 * 2**33).to_bytes(11, "big")) == 9 * 2**33   # > 8 GiB: no octal form
 
 
 def test_a_corrupt_header_names_its_byte():

@@ -9,8 +9,8 @@ import pytest
 
 from shards.errors import InputError
 from shards.format import TEMP_MARK, frame_member, meta_member, tar_header_ok
-from shards.writer import (ShardWriter, atomic_path, atomic_write_bytes, file_sha256, read_sidecar, tar_listing,
-                           write_sidecar)
+from shards.atomic_files import atomic_path, atomic_write_bytes
+from shards.writer import ShardWriter, file_sha256, read_sidecar, tar_listing, write_sidecar
 from tests.conftest import VIDEOS
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from shards.augment import AugmentConfig
+from train.augment import AugmentConfig
 from shards.errors import InputError
 from shards.sampling import PairConfig
 from tests.conftest import ROOT

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from eval.finetune import plan
+from eval.ft_plan import plan
 from eval.ft_config import FinetuneConfig
 from eval.ft_launch import main as finetune
 from shards.errors import InputError

@@ -1,7 +1,7 @@
-"""CSTP's pretext tasks, one module each, and their registry ``TASKS``.
+"""CSTP's pretext tasks, one module a task (STOR's two halves share ``overlap``), and their registry ``TASKS``.
 
-Every module of this package is a task that registers itself on import; they are imported in name
-order, which is eq. 5's: spatial overlap, temporal overlap, playback rate, rotation. A new task is
+Every module of this package registers its task(s) on import; they are imported in name order,
+which is eq. 5's: spatial overlap, temporal overlap (overlap), playback rate, rotation. A new task is
 one new module here (or a ``register`` call anywhere before the config is loaded).
 """
 import importlib

@@ -9,9 +9,6 @@ class PlaybackRate(PretextTask):
     help = "weight of playback-rate prediction (summed over both clips)"
     classes_from = "data.rates"
 
-    def n_classes(self, cfg) -> int:
-        return len(cfg.data.rates)
-
     def targets(self, batch):
         return batch["rate"], batch["rate"]      # both clips of a pair play at its rate
 

@@ -21,11 +21,15 @@ class PretextTask:
     help: str = ""             # the weight key's meaning (the README's key reference)
     weight: float = 1.0        # default weight in eq. 5 (the authors: 1 for every pretext term)
     per_clip: bool = True      # a head on one clip's features (both clips, terms summed) or on the pair's
-    classes_from: str = ""     # the config key(s) that set the number of classes, for error messages
+    classes_from: str = ""     # the config key that sets the number of classes (a count, or a list of choices)
     old_names: tuple[str, ...] = ()   # the term's names in logs of earlier versions (plots read them)
 
     def n_classes(self, cfg) -> int:
-        raise NotImplementedError
+        """The value of config key ``classes_from``: a count, or the length of a list of choices."""
+        value = cfg
+        for part in self.classes_from.split("."):
+            value = getattr(value, part)
+        return value if isinstance(value, int) else len(value)
 
     def targets(self, batch: dict) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Labels from the batch's pair geometry: (clip 1's, clip 2's) when ``per_clip``, else the pair's."""

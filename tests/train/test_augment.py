@@ -1,10 +1,10 @@
-"""shards.augment: batched clip augmentation, one parameter draw per clip."""
+"""train.augment: batched clip augmentation, one parameter draw per clip."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from shards.augment import MEAN, STD, AugmentConfig, augment, augment_pair
+from train.augment import MEAN, STD, AugmentConfig, augment, augment_pair
 
 OFF = AugmentConfig(p_jitter=0, p_gray=0, p_blur=0, p_flip=0, p_rotate=0, normalize=False)
 FLIP_ONLY = AugmentConfig(p_base=0.0, normalize=False)      # the authors' 'null' transform
