@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from train.pretext import TASKS  # noqa: E402
 from preprocess.build_shards import main as build  # noqa: E402
 from train.augment import augment_pair  # noqa: E402
-from train.pretrain import make_loader  # noqa: E402
+from train.run_start import make_loader  # noqa: E402
 from train.checkpoint import load_checkpoint  # noqa: E402
 from train.config import config_from_dict, load_config  # noqa: E402
 from train.model import CSTPModel  # noqa: E402

@@ -32,7 +32,7 @@ from train.model import CSTPModel  # noqa: E402
 from train.optim import build_optimizer  # noqa: E402
 from train.runlog import RunLog  # noqa: E402
 from train.threads import set_threads  # noqa: E402
-from train.pretrain import make_loader  # noqa: E402
+from train.run_start import make_loader  # noqa: E402
 
 VARIANTS = {                      # name: (channels_last, compile)
     "eager": (False, False),

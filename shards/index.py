@@ -31,6 +31,13 @@ class IndexError_(InputError, ValueError):
     """The index is missing, unreadable or of another format version."""
 
 
+class UnknownSplit(InputError, KeyError):
+    """A split the index does not have (``data.split=7``); a KeyError for callers that catch one."""
+
+    def __str__(self) -> str:          # KeyError's own str() would quote the message
+        return str(self.args[0])
+
+
 @dataclasses.dataclass
 class ShardIndex:
     attrs: dict
@@ -61,7 +68,7 @@ class ShardIndex:
     def split_column(self, split: str) -> int:
         names = [str(s) for s in self.attrs["splits"]]
         if str(split) not in names:
-            raise KeyError(f"split {split!r} is not in this index; it has {names}")
+            raise UnknownSplit(f"split {split!r} is not in this index; it has {names}")
         return names.index(str(split))
 
     def select(self, split: str | None = None, role: int | None = None, ok_only: bool = True) -> np.ndarray:

@@ -161,7 +161,7 @@ class OptimSection:
 class TrainSection:
     epochs: int = opt(300, "passes over the split", AT_LEAST_1)
     max_steps: Optional[int] = opt(None, "stop early (smoke tests, benchmarks)", AT_LEAST_1)
-    seed: int = opt(0, "seed of the model, the sampler and the augmentation")
+    seed: int = opt(0, "seed of the model, the sampler and the augmentation", NON_NEGATIVE)
     bf16: bool = opt(True, "bfloat16 autocast (on GPU only)")
     log_every: int = opt(10, "steps between TensorBoard scalars", AT_LEAST_1)
     ckpt_every: int = opt(1000, "steps between checkpoints", AT_LEAST_1)

@@ -34,6 +34,7 @@ if __package__ in (None, ""):        # run by path: import this checkout's packa
 from shards.errors import EXIT_RUN_FAILED, EXIT_USAGE, InputError, command  # noqa: E402
 from train import pretrain as P  # noqa: E402
 from train.pretrain import build_parser  # noqa: E402
+from train.run_start import make_loader  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Statuses a worker explains itself (one line of its own on stderr): input error, failed run, a
@@ -198,7 +199,7 @@ def check_pretrain(argv: list[str], world: int) -> None:
     if args.resume != "none":
         return          # a resume may take its config from its checkpoint: the workers check the rest
     require_pretraining(cfg, args.config)
-    P.make_loader(cfg, 0, world)     # reads the shard index; a split short of one global batch is refused
+    make_loader(cfg, 0, world)     # reads the shard index; a split short of one global batch is refused
 
 
 def pretrain_parser() -> argparse.ArgumentParser:

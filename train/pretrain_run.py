@@ -26,7 +26,7 @@ from train.run_folder import prepare_run_folder, run_folder_lock, write_config
 from train.runlog import RunLog
 from train.threads import set_threads
 from train.sync_bn import convert_sync_bn
-from train.pretrain import left_out_phrase, make_loader, say, start_summary
+from train.run_start import left_out_phrase, make_loader, say, start_summary
 
 
 def find_checkpoint(args, out: Path, rank: int) -> tuple[Path, dict] | None:
@@ -74,12 +74,13 @@ def resolve(args, cfg, out: Path, rank: int, world: int) -> tuple[object, tuple 
         return cfg, None
     path, ck = found
     resumed = resumed_config(ck, path.name, to_dict(cfg), args.config, args.overrides, args.allow_change, world)
-    if resumed.config["train"]["out"] != str(out):          # the run folder was moved: allowed, recorded
-        resumed.changes["train.out"] = (resumed.config["train"]["out"], str(out))
-        resumed.config["train"]["out"] = str(out)
+    run_cfg = config_from_dict(resumed.config, f"{path.name}: ")
+    if run_cfg.train.out != str(out):          # the run folder was moved: allowed, recorded
+        resumed.changes["train.out"] = (run_cfg.train.out, str(out))
+        run_cfg.train.out = str(out)
     for note in resumed.notes:
         say(note, rank)
-    return config_from_dict(resumed.config, f"{path.name}: "), (path, ck, resumed)
+    return run_cfg, (path, ck, resumed)
 
 
 def nothing_left(path: Path, step: int, total: int, cfg) -> int:

@@ -168,3 +168,12 @@ def test_a_bad_value_exits_2_with_one_line_and_no_traceback():
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "data.batch_size=0" in lines[0] and ">= 1" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_negative_seed_and_an_unknown_split_are_one_line():
+    with pytest.raises(ConfigError, match=r"^config key train.seed=-1 is not allowed: must be >= 0$"):
+        load_config(None, ["data.shards=x", "train.seed=-1"])
+    from shards.index import UnknownSplit
+    from shards.errors import InputError
+    err = UnknownSplit("split '7' is not in this index; it has ['1', '2', '3']")
+    assert isinstance(err, InputError) and isinstance(err, KeyError) and str(err).startswith("split '7' is not")

@@ -5,7 +5,7 @@ import json
 
 from tests.shards.test_stream import flat_shards  # noqa: F401  (module-scoped fixture)
 from tests.train.test_pretrain import run
-from train.pretrain import left_out_phrase
+from train.run_start import left_out_phrase
 
 
 def test_left_out_phrase_counts_and_names_the_first_few():

@@ -18,7 +18,7 @@ from tests.servers import free_port
 from train.checkpoint import KEYS, list_checkpoints, load_checkpoint, nonfinite_tensors
 from train.config import ConfigError, load_config, to_dict
 from train.pretrain import main as pretrain
-from train.pretrain import split_phrase
+from train.run_start import split_phrase
 
 TINY = str(ROOT / "configs" / "tiny_cpu.yaml")
 BIN = Path(sys.executable).parent
