@@ -82,33 +82,40 @@ def streamed_samples(ctx: ReadContext, rows: np.ndarray) -> Iterator[tuple[int, 
         yield from _stream_shard(ctx, join(ctx.location, ctx.index.shards[s]), wanted)
 
 
-def _stream_shard(ctx: ReadContext, url: str, wanted: set[int]) -> Iterator[tuple[int, PairSample, dict]]:
-    cur: dict = {"key": None, "row": None}
-    ready: list = []
-    done: set[int] = set()          # rows yielded or failed
-    last = None
+class _StreamedVideos:
+    """The videos of one streamed shard as its members pass: which members to keep (``want``, given to
+    ``iter_members``), the pairs complete and not yet yielded (``ready``), the rows yielded or failed
+    (``done``)."""
 
-    def close_video() -> None:
+    def __init__(self, ctx: ReadContext, url: str, wanted: set[int]):
+        self.ctx, self.url, self.wanted = ctx, url, wanted
+        self.cur: dict = {"key": None, "row": None}
+        self.ready: list = []
+        self.done: set[int] = set()
+
+    def close_video(self) -> None:
+        ctx, cur = self.ctx, self.cur
         row = cur["row"]
         if row is None:
             return
         n = int(ctx.index.n_frames[row])
         if cur["count"] != n or len(cur["frames"]) != len(cur["needed"]):
-            done.add(row)
-            ctx.fail(f"shard {url}: video {ctx.index.video_id[row]} has {cur['count']} frames in the tar, "
+            self.done.add(row)
+            ctx.fail(f"shard {self.url}: video {ctx.index.video_id[row]} has {cur['count']} frames in the tar, "
                      f"the index says {n}", 1)
         else:
-            ready.append((row, cur["pair"], cur["frames"]))
+            self.ready.append((row, cur["pair"], cur["frames"]))
 
-    def want(name: str) -> bool:
+    def want(self, name: str) -> bool:
+        ctx, cur = self.ctx, self.cur
         key, _, suffix = name.partition(".")
         if key != cur["key"]:
-            close_video()
+            self.close_video()
             cur.update(key=key, row=None)
             row = ctx.key_row.get(key)
             if row is None:
-                ctx.fail(f"shard {url}: sample {key!r} has no row in the index (member {name!r})", 0)
-            elif row in wanted:
+                ctx.fail(f"shard {self.url}: sample {key!r} has no row in the index (member {name!r})", 0)
+            elif row in self.wanted:
                 pair = ctx.draw(row)
                 cur.update(row=row, pair=pair, count=0, frames={}, needed=set(needed_frames(pair).tolist()))
         if cur["row"] is None or not suffix.endswith("jpg"):
@@ -119,20 +126,27 @@ def _stream_shard(ctx: ReadContext, url: str, wanted: set[int]) -> Iterator[tupl
         except ValueError:
             return False
 
+    def keep(self, name: str, data: bytes) -> None:
+        self.cur["frames"][int(name.split(".")[1])] = data
+
+
+def _stream_shard(ctx: ReadContext, url: str, wanted: set[int]) -> Iterator[tuple[int, PairSample, dict]]:
+    videos = _StreamedVideos(ctx, url, wanted)
+    last = None
     try:
         stream = open_stream(url, timeout=ctx.timeout, retries=ctx.retries)
         try:
-            for name, data in iter_members(stream, want, seekable=False):
+            for name, data in iter_members(stream, videos.want, seekable=False):
                 if data is not None:
-                    cur["frames"][int(name.split(".")[1])] = data
-                while ready:
-                    item = ready.pop(0)
-                    done.add(item[0])
+                    videos.keep(name, data)
+                while videos.ready:
+                    item = videos.ready.pop(0)
+                    videos.done.add(item[0])
                     last = ctx.index.video_id[item[0]]
                     yield item
-            close_video()
-            done.update(item[0] for item in ready)
-            yield from ready
+            videos.close_video()
+            videos.done.update(item[0] for item in videos.ready)
+            yield from videos.ready
         finally:
             stream.close()
     except ShardDataError:
@@ -140,8 +154,8 @@ def _stream_shard(ctx: ReadContext, url: str, wanted: set[int]) -> Iterator[tupl
     except Exception as exc:  # noqa: BLE001 - tar, network and format errors alike
         where = f"after video {last}" if last is not None else "before its first video"
         msg = str(exc) if isinstance(exc, SourceError) else f"shard {url} is unreadable {where}: {type(exc).__name__}: {exc}"
-        ctx.fail(msg, len(wanted - done))
+        ctx.fail(msg, len(wanted - videos.done))
         return
-    missing = sorted(str(ctx.index.video_id[r]) for r in wanted - done)
+    missing = sorted(str(ctx.index.video_id[r]) for r in wanted - videos.done)
     if missing:
         ctx.fail(f"shard {url}: videos {missing[:3]} the index puts here are not in the tar", len(missing))
