@@ -34,7 +34,7 @@ from shards.stream import PairLoader  # noqa: E402
 from train.run_start import make_loader  # noqa: E402
 from train.augment import augment_pair  # noqa: E402
 from train.checkpoint import load_checkpoint  # noqa: E402
-from train.config import config_from_dict  # noqa: E402
+from train.config import config_from_dict, to_dict  # noqa: E402
 from train.model import CSTPModel  # noqa: E402
 from train.pretext import TASKS  # noqa: E402
 
@@ -135,8 +135,6 @@ def pretrain(name: str, shards: Path, out: Path, steps: int, overrides: list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    from train.config import to_dict
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=300, help="pretraining steps per variant")
     p.add_argument("--pairs", type=int, default=512, help="held-out pairs per accuracy")

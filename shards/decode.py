@@ -1,7 +1,7 @@
 """Decoding as a stage: JPEG bytes -> frames -> clips, behind one interface.
 
 Every path that turns a shard's JPEGs into pixels (the loader's workers, random access, evaluation's
-feature extraction, ``verify``) asks a :class:`Decoder` for them, chosen by name from ``DECODERS``
+feature extraction, ``verify``) asks a :class:`Decoder` for them, chosen by name from ``shards.decoders.DECODERS``
 (``data.decode``): ``cpu`` (simplejpeg, here) or ``gpu`` (torchvision's nvJPEG decoder,
 ``shards.decode_torch``). Another decoder is one more class with ``frames`` and ``clip``.
 
@@ -132,21 +132,3 @@ def _resize(t: torch.Tensor, size: tuple[int, int], out: torch.Tensor | None) ->
 
 def _rotate(t: torch.Tensor, k: int) -> torch.Tensor:
     return torch.rot90(t, k, dims=(2, 3)) if k else t
-
-
-def _gpu(device=None):
-    from .decode_torch import TorchvisionDecoder     # local: decode_torch imports decode (a cycle)
-
-    return TorchvisionDecoder(device)
-
-
-DECODERS = {"cpu": lambda device=None: SimpleJpegDecoder(), "gpu": _gpu}
-
-
-def make_decoder(name: str | Decoder = "cpu", device=None) -> Decoder:
-    """The decoder ``name`` (a key of DECODERS), or ``name`` itself when it is one already."""
-    if not isinstance(name, str):
-        return name
-    if name not in DECODERS:
-        raise InputError(f"data.decode={name!r}: unknown decoder; choose one of {sorted(DECODERS)}")
-    return DECODERS[name](device)

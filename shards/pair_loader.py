@@ -6,7 +6,7 @@ from typing import Iterator
 
 import torch
 
-from .decode import make_decoder
+from .decoders import make_decoder
 from .decode_torch import DeviceStage
 from .loader import PREFETCH, ClipPairStream, StreamConfig, _WorkerFailure
 from .readers import ShardDataError

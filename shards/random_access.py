@@ -11,7 +11,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .decode import CorruptFrame, Decoder, frame_error, make_decoder
+from .decode import CorruptFrame, Decoder, frame_error
+from .decoders import make_decoder
 from .errors import RunFailed
 from .format import STATUS_OK, frame_member
 from .index import ShardIndex, read_index
@@ -112,7 +113,7 @@ def stored_checksum(header: bytes) -> int:
 
 class FrameReader:
     """Frames by row and frame number; ``timeout`` and ``retries`` apply to each remote read; frames
-    are decoded by ``decoder`` (a name in shards.decode.DECODERS, or a Decoder), whose ``clip`` makes
+    are decoded by ``decoder`` (a name in shards.decoders.DECODERS, or a Decoder), whose ``clip`` makes
     clips of them."""
 
     def __init__(self, shards: str, index: ShardIndex | None = None, max_open: int = 16,

@@ -4,7 +4,8 @@
 - ``shards.readers``: the needed frames' JPEG bytes, from local shards by offset or streamed shards;
 - ``shards.pairs``: clip pairs drawn per video, decoded and assembled into batches;
 - ``shards.loader``: the IterableDataset; ``shards.pair_loader``: the resumable, persistent-worker PairLoader;
-- ``shards.decode``: the decoders (cpu in the workers; gpu: ``shards.decode_torch``, in the training process).
+- ``shards.decode``: the decoders (cpu in the workers; gpu: ``shards.decode_torch``, in the training process),
+  by name from ``shards.decoders``.
 
 The tars are plain WebDataset shards, which ``webdataset.WebDataset`` reads as well; our readers
 are ours because they read only the frames a pair needs.

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from .decode import CorruptFrame, SimpleJpegDecoder
-from .format import STATUS_OK, frame_member, meta_member, stray_shard_files
+from .format import STATUS_OK, frame_member, meta_member, sidecar_name, stray_shard_files
 from .errors import command, parser, plural
 from .index import ShardIndex, read_index
 from .sources import SourceError, join
 from .store import listdir, open_seekable
+from .writer import read_sidecar
 
 
 def verify_shard(index: ShardIndex, number: int, path: str | Path, decode: bool = True) -> list[str]:
@@ -79,9 +80,6 @@ def digest_problems(path: str, name: str) -> list[str]:
     pixels) without a warning, so only the digest the build recorded sees them. Nothing to compare
     where there is no readable sidecar."""
     import hashlib
-
-    from .format import sidecar_name
-    from .writer import read_sidecar
 
     rec = read_sidecar(path[: -len(name)] + sidecar_name(name))
     if not rec or not rec.get("tar_sha256"):

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 from train.augment import AugmentConfig
 from shards.sampling import PairConfig, overlap_candidates
 
-from shards.decode import DECODERS
+from shards.decoders import DECODERS
 
 from .backbones import BACKBONES, INITS
 from .heads import PAIR_INPUTS

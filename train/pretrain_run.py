@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from shards.decode import make_decoder
+from shards.decoders import make_decoder
 from shards.errors import plural
+from shards.sampling import min_frames
 
 from train import ddp as D
 from train.accel import maybe_compile, memory_format, setup_device, wanted
@@ -124,8 +125,6 @@ def run(args, cfg, out: Path, rank: int, world: int, device, preempt) -> int:
     net = maybe_compile(net, compiled, lambda m: say(m, rank))
 
     log = open_log(cfg, out, step, resuming, rank, global_batch)
-    from shards.sampling import min_frames
-
     too_short = loader.dataset.too_short
     summary = start_summary(cfg, loader.epoch_summary()["videos_in_split"], steps_per_epoch, total, step, world,
                             device, compiled, channels_last,

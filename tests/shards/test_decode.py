@@ -1,4 +1,4 @@
-"""shards.decode / shards.decode_torch: the decoder registry, and the gpu stage's code run on the CPU."""
+"""shards.decoders / shards.decode_torch: the decoder registry, and the gpu stage's code run on the CPU."""
 from __future__ import annotations
 
 import subprocess
@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from shards.decode import DECODERS, SimpleJpegDecoder, make_decoder
+from shards.decode import SimpleJpegDecoder
+from shards.decoders import DECODERS, make_decoder
 from shards.decode_torch import DeviceStage, TorchvisionDecoder
 from shards.errors import InputError
 from shards.stream import ClipPairStream, PairLoader, StreamConfig
