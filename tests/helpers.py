@@ -1,11 +1,13 @@
 """Small helpers the test modules share."""
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 
-from shards.index import read_index
+from shards.index import ShardIndex, read_index
 
 VOLATILE_ATTRS = ()
 
@@ -24,6 +26,17 @@ def assert_same_index(a, b):
     for k in ia:
         if k != "attrs":
             np.testing.assert_array_equal(ia[k], ib[k], err_msg=k)
+
+
+def copied_video_tar(src, dst, nth: int) -> tuple[ShardIndex, int, Path, bytearray]:
+    """Copy the shard set ``src`` to ``dst`` and take its ``nth`` video (of ``index.select()``): the
+    copy's index, the video's row, the tar that holds it, and that tar's bytes as a bytearray to
+    damage (a test writes them back with ``tar.write_bytes``)."""
+    shutil.copytree(src, dst)
+    index = read_index(dst)
+    row = int(index.select()[nth])
+    tar = Path(dst) / index.shards[index.shard[row]]
+    return index, row, tar, bytearray(tar.read_bytes())
 
 
 def when_two_shards_in_flight(job, out, act, timeout: float = 120) -> bool:

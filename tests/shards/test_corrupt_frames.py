@@ -11,25 +11,36 @@ from shards.index import read_index
 from shards.pairs import draw, needed_frames
 from shards.sampling import PairConfig
 from shards.stream import ClipPairStream, PairLoader, ShardDataError, StreamConfig
+from tests.helpers import copied_video_tar
 
 
 @pytest.fixture
 def corrupt_set(real_ucf_shards, tmp_path):
     """A copy of the real shards with one frame that epoch 0's pair of one video needs overwritten."""
     bad = tmp_path / "shards"
-    shutil.copytree(real_ucf_shards, bad)
-    index = read_index(bad)
-    row = int(index.select()[3])
+    _, tar, key, frame = damaged_copy(real_ucf_shards, bad, 3, 2, scribble)
+    return bad, tar, key, frame
+
+
+def scribble(jpeg: bytes) -> bytes:
+    """``jpeg`` with its middle third overwritten by seeded random bytes (same length)."""
+    third = len(jpeg) // 3
+    return jpeg[:third] + np.random.default_rng(0).integers(0, 256, third, np.uint8).tobytes() + jpeg[2 * third:]
+
+
+def damaged_copy(src, dst, nth_video: int, nth_needed: int, damage):
+    """A copy of the shard set ``src`` at ``dst`` in which ``damage`` (JPEG bytes -> as many bytes)
+    replaced one frame of its ``nth_video``-th video: the ``nth_needed``-th of the frames its clip pair
+    of epoch 0 needs (seed 0, the default pair settings: what the loader draws). (row, tar, key, frame)."""
+    index, row, tar, data = copied_video_tar(src, dst, nth_video)
     key = index.keys()[row]
     pair = draw(0, 0, key, int(index.n_frames[row]), int(index.attrs["height"]), int(index.attrs["width"]), PairConfig())
-    frame = int(needed_frames(pair)[2])
+    frame = int(needed_frames(pair)[nth_needed])
     offs, sizes = index.frames_of(row)
-    tar = bad / index.shards[index.shard[row]]
-    data = bytearray(tar.read_bytes())
-    start = int(offs[frame]) + int(sizes[frame]) // 3
-    data[start: start + int(sizes[frame]) // 3] = np.random.default_rng(0).integers(0, 256, int(sizes[frame]) // 3, np.uint8).tobytes()
+    o, s = int(offs[frame]), int(sizes[frame])
+    data[o:o + s] = damage(bytes(data[o:o + s]))
     tar.write_bytes(bytes(data))
-    return bad, tar, key, frame
+    return row, tar, key, frame
 
 
 def stream_cfg(shards, **kw):
@@ -81,18 +92,7 @@ def bomb(jpeg: bytes, side: int = 60000) -> bytes:
 def bomb_set(real_ucf_shards, tmp_path):
     """A copy of the real shards where a frame epoch 0's pair of one video needs is a bomb."""
     bad = tmp_path / "shards"
-    shutil.copytree(real_ucf_shards, bad)
-    index = read_index(bad)
-    row = int(index.select()[5])
-    key = index.keys()[row]
-    pair = draw(0, 0, key, int(index.n_frames[row]), int(index.attrs["height"]), int(index.attrs["width"]), PairConfig())
-    frame = int(needed_frames(pair)[4])
-    offs, sizes = index.frames_of(row)
-    tar = bad / index.shards[index.shard[row]]
-    data = bytearray(tar.read_bytes())
-    o, s = int(offs[frame]), int(sizes[frame])
-    data[o:o + s] = bomb(bytes(data[o:o + s]))
-    tar.write_bytes(bytes(data))
+    row, tar, key, frame = damaged_copy(real_ucf_shards, bad, 5, 4, bomb)
     return bad, tar, row, key, frame
 
 
@@ -148,12 +148,8 @@ def test_verify_decodes_strictly_a_frame_whose_tail_is_lost(real_ucf_shards, tmp
     from shards.verify import verify
 
     bad = tmp_path / "shards"
-    shutil.copytree(real_ucf_shards, bad)
-    index = read_index(bad)
-    row = int(index.select()[1])
+    index, row, tar, data = copied_video_tar(real_ucf_shards, bad, 1)
     offs, sizes = index.frames_of(row)
-    tar = bad / index.shards[index.shard[row]]
-    data = bytearray(tar.read_bytes())
     o, s = int(offs[9]), int(sizes[9])
     data[o + 2 * s // 3: o + s] = bytes(s - 2 * s // 3)
     tar.write_bytes(bytes(data))

@@ -7,6 +7,7 @@ import pytest
 from shards.index import read_index
 from shards.random_access import FrameReader, evenly_spaced_clips, runs
 from shards.sources import SourceError
+from tests.helpers import copied_video_tar
 from tests.servers import plain_http_server, range_http_server
 from tests.synthetic import flat_index
 from tests.shards.test_stream import flat_shards  # noqa: F401  (module-scoped fixture)
@@ -102,17 +103,11 @@ def test_evenly_spaced_clips(n):
 
 def test_a_tar_header_whose_checksum_disagrees_is_a_frame_mismatch(flat_shards, tmp_path):  # noqa: F811
     """Name and size right, one byte of the mtime field changed: the vectorised checksum catches it."""
-    import shutil
-
     from shards.random_access import FrameMismatch, header_sums, stored_checksum
 
     site = tmp_path / "site"
-    shutil.copytree(flat_shards, site)
-    idx = read_index(site)
-    row = int(idx.select()[2])
+    idx, row, tar, data = copied_video_tar(flat_shards, site, 2)
     offs, _ = idx.frames_of(row)
-    tar = site / idx.shards[idx.shard[row]]
-    data = bytearray(tar.read_bytes())
     hdr = int(offs[7]) - 512
     assert header_sums(bytes(data), np.array([hdr]))[0] == stored_checksum(bytes(data[hdr:hdr + 512]))
     data[hdr + 140] = ord("7") if data[hdr + 140] != ord("7") else ord("6")      # inside mtime (136..147)

@@ -15,6 +15,7 @@ from shards.format import SPLIT_TRAIN
 from shards.index import read_index
 from shards.sampling import PairConfig, temporal_shift
 from shards.stream import ClipPairStream, PairLoader, ShardDataError, StreamConfig
+from tests.helpers import copied_video_tar
 from tests.servers import plain_http_server
 from tests.synthetic import flat_index, make_flat_video, write_ucf_layout
 
@@ -246,11 +247,7 @@ def test_a_sample_the_index_does_not_know_is_an_error_when_streaming(flat_shards
 
 def test_a_local_frame_that_disagrees_with_the_index_names_shard_and_video(flat_shards, tmp_path):
     bad = tmp_path / "bad"
-    shutil.copytree(flat_shards, bad)
-    index = read_index(bad)
-    row = int(index.select()[0])
-    tar = bad / index.shards[index.shard[row]]
-    data = bytearray(tar.read_bytes())
+    index, row, tar, data = copied_video_tar(flat_shards, bad, 0)
     for off in index.frames_of(row)[0]:
         data[off - 512: off - 512 + 5] = b"wrong"                 # each header now names another member
     tar.write_bytes(bytes(data))
