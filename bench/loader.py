@@ -99,7 +99,7 @@ def probe(shards: str, workers: int, epochs: int, batch: int) -> dict:
 
     set_threads(workers)
     loader = PairLoader(StreamConfig(shards, batch_size=batch, shuffle_buffer=4, out_size=(OUT, OUT)),
-                        num_workers=workers, pin_memory=False)
+                        num_workers=workers, pin_memory=False, lend_batches=True)     # as train.run_start makes it
     seen = []
     memory = {"rss_mb": 0.0, "pss_mb": 0.0, "private_mb": 0.0}
     scans = 0.0
