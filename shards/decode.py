@@ -69,11 +69,10 @@ def as_slice(which) -> slice | np.ndarray:
     """``which`` as a slice where its positions are evenly spaced and increasing (a view, no gather),
     else as an index array. A clip of a pair is always such a run of the pair's needed frames."""
     which = np.asarray(which, np.int64)
-    if len(which) == 1:
-        return slice(int(which[0]), int(which[0]) + 1)
-    step = int(which[1] - which[0])
-    if step > 0 and np.all(np.diff(which) == step):
-        return slice(int(which[0]), int(which[-1]) + 1, step)
+    w = which.tolist()          # T plain ints: cheaper to compare than numpy's diff on so few
+    step = w[1] - w[0] if len(w) > 1 else 1
+    if step > 0 and all(b - a == step for a, b in zip(w, w[1:])):
+        return slice(w[0], w[-1] + 1, step)
     return which
 
 

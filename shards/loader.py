@@ -15,6 +15,7 @@ import dataclasses
 import itertools
 import os
 import random
+import time
 from typing import Iterator
 
 import numpy as np
@@ -35,10 +36,14 @@ MAX_PASSES = 3   # with skip_errors, re-reads of a worker's videos to make up fo
 PREFETCH = 2     # batches the DataLoader asks of each worker ahead (its prefetch_factor)
 # A worker writes its batches into a ring of shared-memory buffers that the main process made (and
 # mapped) before the workers started, and sends only the slot: no shared-memory file, no file
-# descriptor passing, no pickled tensor per batch. At most PREFETCH + 1 of a worker's batches are
-# in flight (the DataLoader asks no more of it), and the main process copies each batch out of the
-# ring before it asks for the next: so a slot is never rewritten while it is read.
+# descriptor passing, no pickled tensor per batch. Each slot has a flag in shared memory: the worker
+# sets it when it starts writing the slot and waits for it to be clear before it writes the slot
+# again; the main process clears it once the batch is no longer read (copied out, or, when batches
+# are lent, once the next one is asked for). So a slot is never rewritten while it is read, whatever
+# number of requests the DataLoader has out to one worker (more than PREFETCH once another worker
+# has finished its epoch).
 RING = PREFETCH + 2
+RING_WAIT_S = 0.0002     # a worker's poll of a slot's flag; it waits only when the consumer lags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +105,7 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         # [epoch, delivered, samples skipped by each worker slot]: shared with persistent workers
         self.shared = torch.zeros(2 + self.num_workers, dtype=torch.int64).share_memory_()
         self.ring: list[list[dict]] | None = None
+        self.busy: torch.Tensor | None = None      # [worker slot, ring slot]: 1 while the batch there is in use
         self.height, self.width = int(self.index.attrs["height"]), int(self.index.attrs["width"])
         self._decoder, self._frames = SimpleJpegDecoder(), None
 
@@ -148,13 +154,26 @@ class ClipPairStream(torch.utils.data.IterableDataset):
         inherit them), so that a batch crosses to the main process as a slot number alone."""
         self.ring = [[new_batch(self.cfg.batch_size, self.cfg.pair.clip_len, self.cfg.out_size) for _ in range(RING)]
                      for _ in range(self.num_workers)]
+        self.busy = torch.zeros((self.num_workers, RING), dtype=torch.int32).share_memory_()
         for b in (b for slot in self.ring for b in slot):
             for v in b.values():
                 if isinstance(v, torch.Tensor):
                     v.share_memory_()
 
+    def release(self, slot: int, k: int) -> None:
+        """Ring slot ``k`` of worker slot ``slot`` may be written again (called by the main process)."""
+        self.busy[slot, k] = 0
+
     def _ring_of(self, slot: int) -> Iterator[dict]:
+        """Worker ``slot``'s ring buffers in turn, each once the main process has released it. A
+        worker's new iteration starts with its whole ring free: the main process gave up the batches
+        of the previous one when it started this one."""
+        busy = self.busy[slot].numpy()
+        busy[:] = 0
         for k in itertools.count():
+            while busy[k % RING]:
+                time.sleep(RING_WAIT_S)
+            busy[k % RING] = 1
             batch = self.ring[slot][k % RING]
             batch["video_id"] = []
             yield batch

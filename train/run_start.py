@@ -17,7 +17,8 @@ def make_loader(cfg, rank: int, world: int):
                       seed=cfg.train.seed, shuffle_buffer=d.shuffle_buffer, out_size=(d.out_size, d.out_size),
                       pair=d.pair, skip_errors=d.skip_errors, max_skip_fraction=d.max_skip_fraction,
                       io_timeout=d.io_timeout, io_retries=d.io_retries, decode=d.decode)
-    return PairLoader(sc, num_workers=d.num_workers, rank=rank, world_size=world)
+    # the loop is done with a batch when it asks for the next: no copy out of the workers' ring
+    return PairLoader(sc, num_workers=d.num_workers, rank=rank, world_size=world, lend_batches=True)
 
 
 def split_phrase(split) -> str:

@@ -275,3 +275,30 @@ def test_member_names_that_leave_the_folder_are_never_written(flat_shards, tmp_p
     assert set(p.name for p in tmp_path.iterdir()) == before and not list(work.iterdir())
     assert not (tmp_path / "escaped.00000.jpg").exists() and not __import__("os").path.exists("/tmp/absolute_escape.00000.jpg")
     assert any("has no row in the index" in e and "../escaped" in e for e in ds.errors)
+
+
+@pytest.mark.parametrize("ring", [2, None])
+def test_lent_batches_are_the_copies_and_hold_until_the_next_is_asked_for(flat_shards, monkeypatch, ring):
+    """lend_batches hands out the workers' shared-memory batches themselves. While the consumer
+    works on one, the workers fill every other free slot: the lent batch stays whole, equal to the
+    copy. A ring of 2 slots is shorter than the requests out to a worker (its prefetch and the one
+    it is asked for next), so a worker reaches the slot still in use and must wait for it."""
+    import time
+
+    import shards.loader
+
+    if ring is not None:      # forked workers inherit the module's RING
+        monkeypatch.setattr(shards.loader, "RING", ring)
+    c = cfg(flat_shards, batch_size=1)                     # 11 batches: each worker's ring wraps
+    copied = list(PairLoader(c, num_workers=2, pin_memory=False))
+    loader = PairLoader(c, num_workers=2, pin_memory=False, lend_batches=True)
+    for epoch in range(2):                                 # the second epoch starts with the rings in use
+        loader.set_epoch(0)
+        n = 0
+        for n, (lent, copy) in enumerate(zip(loader, copied), 1):
+            time.sleep(0.05)
+            slots = {b["clip1"].data_ptr() for ring in loader.dataset.ring for b in ring}
+            assert lent["clip1"].data_ptr() in slots       # no copy
+            assert lent["video_id"] == copy["video_id"]
+            assert all(torch.equal(lent[k], copy[k]) for k in copy if isinstance(copy[k], torch.Tensor))
+        assert n == len(copied) == 11

@@ -262,3 +262,12 @@ def test_two_torchrun_nodes_train_together(real_ucf_shards, tmp_path):
     # the epoch record counts both ranks' videos: 11 videos, 2 ranks x batch 2 -> 2 steps, 8 videos
     epochs = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if r.get("event") == "epoch"]
     assert (epochs[0]["videos_delivered"], epochs[0]["videos_in_split"]) == (8, 11)
+
+
+def test_a_run_through_a_loader_worker_trains_on_the_same_batches(real_ucf_shards, tmp_path):
+    """With a worker the loop gets the worker's shared-memory batches themselves (lent, no copy);
+    over an epoch boundary its losses equal those of the in-process loader's batches."""
+    steps = ("train.max_steps=7",)
+    assert run(real_ucf_shards, tmp_path / "w0", *steps) == 0
+    assert run(real_ucf_shards, tmp_path / "w1", *steps, "data.num_workers=1") == 0
+    assert losses(tmp_path / "w1") == losses(tmp_path / "w0") and len(losses(tmp_path / "w0")) == 7
