@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,7 +46,8 @@ def load() -> str:
 def build_shards(out: Path) -> Path:
     data = ROOT.parent / "shared" / "data"
     r = subprocess.run([sys.executable, "preprocess/build_shards.py", "--size", "128x171", "--dataset", "ucf101",
-                        "--videos", str(data / "videos/ucf101/UCF-101"), "--annotations", str(data / "annotations/ucf101"),
+                        "--videos", str(data / "videos/ucf101/UCF-101"),
+                        "--annotations", str(data / "annotations/ucf101"),
                         "--out", str(out), "--videos-per-shard", "1", "--workers", "1", "--no-progress"],
                        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     if r.returncode:
@@ -65,9 +67,11 @@ def run_once(checkout: Path, shards: str, steps: int, env_extra: dict[str, str],
     """One pretraining run in a fresh process: its steady clips/s and the threads its summary names."""
     env = {k: v for k, v in os.environ.items() if k not in CLEARED}
     env.update(env_extra, PYTHONPATH=str(checkout))
-    r = subprocess.run([sys.executable, "train/pretrain.py", "--config", "configs/tiny_cpu.yaml", f"data.shards={shards}",
-                        *COMMON, f"train.max_steps={steps}", "--out", str(out), "--overwrite"],
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run([sys.executable, "train/pretrain.py", "--config", "configs/tiny_cpu.yaml",
+                        f"data.shards={shards}", *COMMON, f"train.max_steps={steps}", "--out", str(out), "--overwrite"],
                        cwd=checkout, capture_output=True, text=True, env=env)
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode:
         raise SystemExit(f"pretraining with {env_extra or 'the defaults'} failed ({r.returncode}): "
                          f"{r.stderr.strip().splitlines()[-1:]}")
@@ -75,8 +79,10 @@ def run_once(checkout: Path, shards: str, steps: int, env_extra: dict[str, str],
     start = next(e for e in events if e.get("event") == "start")
     end = next(e for e in events if e.get("event") == "end")
     threads = re.search(r"\d+ intra-op threads? \([^)]*\)", start["summary"])
+    # CPU seconds of the whole run (start-up included): a spinning thread shows as CPU time without clips
+    cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
     return {"clips_per_s": end["steady_clips_per_s"], "threads": threads.group(0) if threads else "not named",
-            "load": os.getloadavg()}
+            "cpu_s": cpu, "load": os.getloadavg()}
 
 
 def report(runs: list[dict], labels: list[str], before: tuple) -> dict:
@@ -89,7 +95,7 @@ def report(runs: list[dict], labels: list[str], before: tuple) -> dict:
     ratios = {v: med[v] / med[base] for v in other}
     for v in other:
         print(f"ratio {v} / {base}: {ratios[v]:.2f}x")
-    print(f"load before the spinner started: {', '.join(f'{x:.2f}' for x in before)}; now: {load()}")
+    print(f"load before the bench started: {', '.join(f'{x:.2f}' for x in before)}; now: {load()}")
     if before[0] > 1.0:
         print("the machine was busy before the bench started (1-min load > 1): other work shared the cores, "
               "the figures are disturbed")
@@ -126,14 +132,15 @@ def main() -> int:
                 r = run_once(Path(args.checkout), shards, args.steps, variants[v], tmp / "run")
                 runs.append({"variant": v, "round": rnd, **r})
                 print(f"round {rnd + 1} {v:24s} {r['clips_per_s']:6.1f} clips/s  {r['threads']}; "
-                      f"{time.perf_counter() - t0:.0f} s; {load()}", flush=True)
+                      f"{time.perf_counter() - t0:.0f} s, {r['cpu_s']:.0f} CPU s; {load()}", flush=True)
     finally:
         if spinner is not None:
             spinner.kill()
             spinner.wait()
     result = report(runs, labels, before)
     if args.json:
-        Path(args.json).write_text(json.dumps({"steps": args.steps, "checkout": args.checkout, "idle": args.idle, **result}, indent=1) + "\n")
+        doc = {"steps": args.steps, "checkout": args.checkout, "idle": args.idle, **result}
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     return 0
 
 

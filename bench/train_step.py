@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import train  # noqa: E402,F401  before torch: OpenMP's threads wait asleep (train/threads.py, passive_wait)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 

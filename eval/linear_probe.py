@@ -17,15 +17,15 @@ prediction averages its clips' logits. Results per split and their mean go to li
 from __future__ import annotations
 
 import sys
-
-import numpy as np
-import torch
-import torch.nn.functional as F
-
 from pathlib import Path
 
 if __package__ in (None, ""):        # run by path: import this checkout's packages, not eval/'s modules
     sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import eval  # noqa: E402,F401  before torch: OpenMP's threads wait asleep (train/threads.py, passive_wait)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from eval.classify import split_rows, video_accuracy  # noqa: E402
 from eval.feature_cache import cache_path, model_identity, shard_identity  # noqa: E402

@@ -14,11 +14,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
 if __package__ in (None, ""):        # run by path: import this checkout's packages, not eval/'s modules
     sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import eval  # noqa: E402,F401  before torch: OpenMP's threads wait asleep (train/threads.py, passive_wait)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from eval.ckpt_source import load_model, resolve_path, settle  # noqa: E402
 from eval.classify import split_rows  # noqa: E402

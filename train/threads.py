@@ -7,13 +7,32 @@ its own loader workers, other ranks on the node or another job, its threads wait
 A process takes its share instead: the cores it may run on (its CPU affinity, which a scheduler's
 cgroup or ``taskset`` narrows), divided by the processes of its node, less its loader workers, at
 least 1. ``OMP_NUM_THREADS``, when set, wins.
+
+Threads that wait sleep (``OMP_WAIT_POLICY=PASSIVE``, set by ``passive_wait`` unless the environment
+sets it). torch's OpenMP runtime (GNU libgomp here) otherwise has a thread that ran out of work
+spin up to GOMP_SPINCOUNT=300,000 rounds before it sleeps, at every parallel region's end and between
+regions; libgomp shortens the spin only when it has more threads than its own cores, blind to other
+processes. With one core taken by another process, the spinning thread holds a core that its
+sibling (still working) or the Python thread needs, and every one of a step's thousands of regions
+waits on the scheduler (bench/threads.py; figures in the README's "Benchmarks"). libgomp reads the variable once, when torch loads it, so it must be set
+before the first ``import torch``: ``train/__init__.py`` and ``eval/__init__.py`` call
+``passive_wait``, which covers every console script and every entry point that imports a project
+module before torch.
 """
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Mapping, MutableMapping
 
 from shards.errors import InputError
+
+
+def passive_wait(env: MutableMapping[str, str] | None = None) -> None:
+    """Have OpenMP threads that wait sleep instead of spinning, unless the environment says otherwise
+    (OMP_WAIT_POLICY; libgomp's GOMP_SPINCOUNT, when set, still overrides the spin). Takes effect only
+    if called before torch is first imported in this process; child processes inherit it."""
+    env = os.environ if env is None else env
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def usable_cores() -> int:
@@ -24,7 +43,8 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def intra_op_threads(workers: int = 0, cores: int | None = None, env: Mapping[str, str] | None = None) -> tuple[int, str]:
+def intra_op_threads(workers: int = 0, cores: int | None = None,
+                     env: Mapping[str, str] | None = None) -> tuple[int, str]:
     """(threads, where the number comes from): ``cores`` (default: usable_cores()) / the node's
     processes (torchrun's LOCAL_WORLD_SIZE, else 1), less ``workers``, at least 1; OMP_NUM_THREADS wins."""
     env = os.environ if env is None else env

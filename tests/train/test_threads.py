@@ -1,13 +1,14 @@
 """train.threads: intra-op threads from the cores a process may use; OMP_NUM_THREADS wins."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 import pytest
 
 from shards.errors import InputError
-from train.threads import intra_op_threads, usable_cores
+from train.threads import intra_op_threads, passive_wait, usable_cores
 from tests.conftest import ROOT
 
 
@@ -40,3 +41,44 @@ def test_a_process_takes_its_affinity_and_the_environment():
                          env={**env, "OMP_NUM_THREADS": "2"})
     assert two.stdout.split()[-1] == "2" and "(OMP_NUM_THREADS)" in two.stdout, two.stderr
     assert usable_cores() >= 1
+
+
+def test_waiting_threads_sleep_unless_the_environment_says_otherwise():
+    env: dict[str, str] = {}
+    passive_wait(env)
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    mine = {"OMP_WAIT_POLICY": "ACTIVE"}
+    passive_wait(mine)
+    assert mine == {"OMP_WAIT_POLICY": "ACTIVE"}
+
+
+# Entry points run as a user runs them (by path, or the console script's module), then torch: the
+# policy must be in the environment before torch loads its OpenMP runtime, which reads it once.
+ENTRY_POINTS = ["train/pretrain.py", "eval/finetune.py", "eval/linear_probe.py", "eval/retrieval.py",
+                "bench/train_step.py", "-m train.launch", "-m eval.ft_launch"]
+
+
+def _spin_count(entry: str, env: dict[str, str]) -> subprocess.Popen:
+    load = (f"import importlib; importlib.import_module({entry[3:]!r})" if entry.startswith("-m ") else
+            f"import runpy; runpy.run_path({str(ROOT / entry)!r}, run_name='entry_point')")
+    code = f"{load}\nimport torch\ntorch.ones(64, 64) @ torch.ones(64, 64)"
+    full = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_DISPLAY_ENV": "VERBOSE", **env}
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=full, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _shown(proc: subprocess.Popen) -> str:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    m = re.search(r"GOMP_SPINCOUNT = '(\d+)'", err)
+    if m is None:
+        pytest.skip("torch's OpenMP runtime here is not GNU libgomp (no GOMP_SPINCOUNT in OMP_DISPLAY_ENV)")
+    return m.group(1)
+
+
+def test_every_entry_point_sets_the_wait_policy_before_torch_loads_openmp():
+    """libgomp spins 300,000 rounds unless told PASSIVE (0) before it loads; a user's ACTIVE is kept."""
+    procs = {e: _spin_count(e, {}) for e in ENTRY_POINTS}
+    kept = _spin_count("train/pretrain.py", {"OMP_WAIT_POLICY": "ACTIVE"})
+    assert {e: _shown(p) for e, p in procs.items()} == {e: "0" for e in ENTRY_POINTS}
+    assert int(_shown(kept)) > 0
