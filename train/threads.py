@@ -13,11 +13,11 @@ sets it). torch's OpenMP runtime (GNU libgomp here) otherwise has a thread that 
 spin up to GOMP_SPINCOUNT=300,000 rounds before it sleeps, at every parallel region's end and between
 regions; libgomp shortens the spin only when it has more threads than its own cores, blind to other
 processes. With one core taken by another process, the spinning thread holds a core that its
-sibling (still working) or the Python thread needs, and every one of a step's thousands of regions
-waits on the scheduler (bench/threads.py; figures in the README's "Benchmarks"). libgomp reads the variable once, when torch loads it, so it must be set
-before the first ``import torch``: ``train/__init__.py`` and ``eval/__init__.py`` call
-``passive_wait``, which covers every console script and every entry point that imports a project
-module before torch.
+sibling (still working) or the Python thread needs, and each of a step's many parallel regions
+waits on the scheduler (bench/threads.py; figures in the README's "Benchmarks"). libgomp reads the
+variable once, when torch loads it, so it must be set before the first ``import torch``:
+``train/__init__.py`` and ``eval/__init__.py`` call ``passive_wait``, which covers every console
+script and every entry point that imports a project module before torch.
 """
 from __future__ import annotations
 
