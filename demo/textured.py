@@ -10,8 +10,11 @@ procedurally generated scene whose layout differs across it:
 - the camera: a pan at a constant velocity and a zoom at a constant rate (in or out), drawn per video,
   so the scene drifts and changes scale from frame to frame;
 - the class objects (the demo's shapes, moving in the class's direction at the class's speed) on top
-  of it, lit by a light that swells and fades at random moments (a smooth random sequence over the
-  video, multiplying the whole frame), so every stretch of a video has a brightness course of its own.
+  of it, lit by a coloured light whose red, green and blue each swell and fade at random moments (a
+  smooth random course per channel, a knot every 3 frames, multiplying the whole frame), so every
+  stretch of a video has a colour course of its own;
+- a sky-to-ground gradient (bright and bluish at the top, dark and brownish at the bottom), so
+  every crop has an up and a rotation can be told.
 
 What two crops share is then what they show (colour regions, blobs), and what two clips share is
 where the camera, the objects and the light were at the same moments.
@@ -43,8 +46,13 @@ def _disc(img: np.ndarray, cx: float, cy: float, r: float, colour, square: bool 
 
 
 def scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """[h, w, 3] float32 in 0..255: colour field + texture + blobs."""
-    img = _enlarge(rng.uniform(30, 225, (5, 6, 3)), h, w)
+    """[h, w, 3] float32 in 0..255: sky-to-ground gradient + colour field + texture + blobs."""
+    # A bright, bluish top over a dark, brownish bottom: every crop has an up, so a rotation can be
+    # told. The colour field is damped (0.45) so that where a crop lies does not drown the light's
+    # course over time: at full strength the temporal head stayed at chance (README "Does STOR learn?").
+    up = np.linspace(1.0, 0.0, h, dtype=np.float32)[:, None, None]
+    img = up * np.array([150.0, 170.0, 200.0], np.float32) + (1 - up) * np.array([60.0, 45.0, 30.0], np.float32)
+    img = img + 0.45 * (_enlarge(rng.uniform(30, 225, (5, 6, 3)), h, w) - 128)
     for cells, amp in ((24, 22.0), (64, 14.0)):
         img += amp * _enlarge(rng.normal(0, 1, (cells, int(cells * w / h) + 1, 1)), h, w)
     for _ in range(40):
@@ -52,11 +60,14 @@ def scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(img, 0, 255)
 
 
-def light(rng: np.random.Generator, n_frames: int, depth: float = 0.35) -> np.ndarray:
-    """[n_frames] brightness factors: a smooth random course around 1 (knots every ~6 frames)."""
-    knots = max(2, n_frames // 6 + 2)
-    v = rng.uniform(1 - depth, 1 + depth, knots)
-    return np.interp(np.arange(n_frames), np.linspace(0, n_frames - 1, knots), v).astype(np.float32)
+def light(rng: np.random.Generator, n_frames: int, depth: float = 0.5, every: int = 3) -> np.ndarray:
+    """[n_frames, 3] colour gains: per channel a smooth random course around 1, a knot every ``every``
+    frames, so a few frames' shift changes what a clip sees (a brightness-only course, or one that
+    keeps the luminance, left the temporal head near chance)."""
+    knots = max(2, n_frames // every + 2)
+    v = rng.uniform(1 - depth, 1 + depth, (knots, 3))
+    x = np.linspace(0, n_frames - 1, knots)
+    return np.stack([np.interp(np.arange(n_frames), x, v[:, c]) for c in range(3)], 1).astype(np.float32)
 
 
 def camera(rng: np.random.Generator, n_frames: int, h: int, w: int, sh: int, sw: int) -> np.ndarray:

@@ -121,6 +121,22 @@ def test_textured_videos_differ_across_the_frame_and_over_time():
     assert np.ptp(textured.mean(axis=(1, 2, 3))) > 10
 
 
+def test_textured_videos_have_an_up_and_a_colour_course_per_channel():
+    """Rotation needs an up: in every video the top of every frame is brighter than its bottom (a
+    frame turned by 180 degrees is not). The temporal overlap needs a course of the light that a few
+    frames' shift changes: red, green and blue follow their own courses (a shared brightness course,
+    or one that keeps the luminance, left the temporal head at chance)."""
+    rng = np.random.default_rng(7)
+    for cls in ("CircleRightSlow", "SquareDownFast", "CircleDownSlow"):
+        v = render_video(cls, rng, 30, "textured").astype(np.float32)
+        top, bottom = v[:, :32].mean(axis=(1, 2, 3)), v[:, -32:].mean(axis=(1, 2, 3))
+        assert (top > bottom + 10).all(), (cls, (top - bottom).min())
+        course = v.mean(axis=(1, 2)) / v.mean(axis=(0, 1, 2))          # [frames, 3], each channel's gain
+        assert np.ptp(course, axis=0).min() > 0.2, cls                   # each channel swells and fades
+        corr = np.corrcoef(course.T)
+        assert corr[np.triu_indices(3, 1)].min() < 0.9, (cls, corr)      # and not all in step
+
+
 def test_textured_dataset_is_a_valid_ucf101_layout(tmp_path):
     r = subprocess.run([sys.executable, "demo/make_dataset.py", "--out", str(tmp_path), "--per-class", "2",
                         "--test-per-class", "1", "--frames", "12", "--content", "textured"], cwd=ROOT,
