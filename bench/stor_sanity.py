@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from train.threads import usable_cores  # noqa: E402  (first: the train package sets OpenMP's wait policy before torch loads)
 import torch  # noqa: E402
 from preprocess.build_shards import main as build  # noqa: E402
 from shards.format import SPLIT_TEST  # noqa: E402
@@ -39,7 +40,6 @@ from train.checkpoint import load_checkpoint  # noqa: E402
 from train.config import config_from_dict, to_dict  # noqa: E402
 from train.model import CSTPModel  # noqa: E402
 from train.pretext import TASKS  # noqa: E402
-from train.threads import usable_cores  # noqa: E402
 
 HEADS = ("overlap_spatial", "overlap_temporal", "rate", "rotation")     # train.pretext task names
 # Bench-only settings (not the paper's; README "Does STOR learn?" says why): STOR-only turns off what
