@@ -28,8 +28,11 @@ def test_bench_smoke_writes_each_heads_accuracy_against_chance(tmp_path):
                         "data.out_size=32", "data.batch_size=4"], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     res = json.loads(out.read_text())
-    assert set(res["variants"]) == {"stor_only", "full"} and res["steps"] == {"stor_only": 2, "full": 2} and res["wall_s"] > 0
-    assert res["heads"] == res["variants"]["full"]["heads"]
+    assert res["steps"] == {"stor_only": 2, "full": 2, "full_rot025": 2} and res["wall_s"] > 0
+    assert set(res["variants"]) == set(res["steps"])
+    assert res["heads"] == res["variants"]["full_rot025"]["heads"] and res["heads_from"] == "full_rot025"
+    # the variants differ in what they were asked to: the rotation term's weight is in each run's config
+    assert [res["variants"][n]["config"]["loss"]["rotation"] for n in ("stor_only", "full", "full_rot025")] == [0, 1, 0.25]
     assert res["variants"]["stor_only"]["heads"]["rate"] is None      # off in the STOR-only run
     for name, chance in (("overlap_spatial", 0.25), ("overlap_temporal", 0.25), ("rate", 0.5), ("rotation", 0.25)):
         h = res["heads"][name]
