@@ -1,14 +1,16 @@
 """train.threads: intra-op threads from the cores a process may use; OMP_NUM_THREADS wins."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
 from shards.errors import InputError
-from train.threads import intra_op_threads, passive_wait, usable_cores
+from train.threads import busy_between, intra_op_threads, passive_wait, usable_cores
 from tests.conftest import ROOT
 
 
@@ -25,6 +27,52 @@ def test_threads_from_cores_processes_and_workers(cores, env, workers, want):
     assert intra_op_threads(workers, cores=cores, env=env)[0] == want
 
 
+@pytest.mark.parametrize("cores, env, workers, busy, want", [
+    (2, {}, 0, 1.0, 1),                               # one core kept busy by other work: the other one
+    (2, {}, 0, 0.4, 2),                               # a core less than half busy is not taken
+    (16, {}, 0, 5.6, 10),
+    (16, {"LOCAL_WORLD_SIZE": "4"}, 0, 3.0, 4),       # the share per process is below what is free
+    (16, {"LOCAL_WORLD_SIZE": "4"}, 1, 14.0, 1),      # free 2, less a worker: at least 1
+    (16, {}, 2, 99.0, 1),
+    (2, {"OMP_NUM_THREADS": "2"}, 0, 2.0, 2),         # the user's setting wins over the load too
+])
+def test_cores_that_other_work_keeps_busy_are_not_taken(cores, env, workers, busy, want):
+    n, why = intra_op_threads(workers, cores=cores, env=env, busy=busy)
+    assert n == want
+    assert ("busy with other work" in why) == (not env.get("OMP_NUM_THREADS") and busy >= 0.5)
+
+
+STAT = "cpu  {a} 0 {b} {c} 0 0 0 0 0 0\ncpu0 {a} 0 0 {c} 0 0 0 0 0 0\ncpu1 0 0 {b} {d} {e} 0 0 0 0 0\nintr 1 2 3\n"
+
+
+def test_busy_cores_from_two_readings_of_proc_stat():
+    before = STAT.format(a=100, b=50, c=900, d=950, e=0)
+    # cpu0: 100 busy jiffies of 100; cpu1: 25 system, 50 idle, 25 iowait (iowait counts as idle)
+    after = STAT.format(a=200, b=75, c=900, d=1000, e=25)
+    assert busy_between(before, after, [0, 1]) == pytest.approx(1.25)
+    assert busy_between(before, after, [1]) == pytest.approx(0.25)     # only the cores the process may use
+    assert busy_between(before, after, [0, 7]) == pytest.approx(1.0)   # a core not in the file counts 0
+    assert busy_between(before, before, [0, 1]) == 0.0                 # no time passed
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or not {0, 1} <= os.sched_getaffinity(0)
+                    or not os.path.exists("/proc/stat"), reason="needs Linux and cores 0 and 1")
+def test_a_process_beside_a_busy_core_takes_one_thread():
+    """A real spinner on core 0; a fresh process allowed cores 0 and 1 measures it and takes 1 thread."""
+    spin = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        code = "from train.threads import set_threads; import torch; print(set_threads(0), torch.get_num_threads())"
+        env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+        r = subprocess.run(["taskset", "-c", "0,1", sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, timeout=120)
+    finally:
+        spin.kill()
+        spin.wait()
+    assert r.stdout.split()[-1] == "1" and "2 cores / 1 processes, " in r.stdout, r.stdout + r.stderr
+    assert re.search(r", [12] busy with other work - 0 loader workers", r.stdout), r.stdout
+
+
 @pytest.mark.parametrize("bad", ["0", "-2", "four"])
 def test_a_bad_omp_num_threads_is_one_line(bad):
     with pytest.raises(InputError, match=rf"OMP_NUM_THREADS='{bad}': not a positive whole number"):
@@ -36,7 +84,7 @@ def test_a_process_takes_its_affinity_and_the_environment():
     code = "from train.threads import set_threads; import torch; print(set_threads(0), torch.get_num_threads())"
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
     one = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert one.stdout.split()[-1] == "1" and "1 cores / 1 processes - 0 loader workers" in one.stdout, one.stderr
+    assert one.stdout.split()[-1] == "1" and "(1 cores / 1 processes" in one.stdout, one.stderr
     two = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True,
                          env={**env, "OMP_NUM_THREADS": "2"})
     assert two.stdout.split()[-1] == "2" and "(OMP_NUM_THREADS)" in two.stdout, two.stderr
