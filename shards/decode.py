@@ -11,18 +11,15 @@ such, not a 10 GB allocation.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Protocol, Sequence
 
-import cv2
 import numpy as np
 import simplejpeg
 import torch
 
 from .errors import InputError, RunFailed
 
-# OpenCV resizes one small frame per call: its own thread pool would only add threads beside the
-# loader's worker processes (measured: no faster per frame with 2 threads than with 1).
-cv2.setNumThreads(1)
 
 
 class CorruptFrame(ValueError):
@@ -140,8 +137,20 @@ def _frames_of(out: torch.Tensor) -> np.ndarray | None:
     return f.numpy() if f.is_contiguous() else None
 
 
+@functools.cache
+def _opencv():
+    """OpenCV, imported where a crop is first enlarged (a loader worker, not every process that imports
+    this module), with one thread: it resizes one small frame per call, and its own thread pool would
+    only add threads beside the loader's worker processes (no faster per frame with 2 than with 1)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    return cv2
+
+
 def _enlarge(frames: np.ndarray, which, box: tuple[int, int, int, int], dst: np.ndarray) -> np.ndarray:
     """Frames ``which`` of ``frames``, cropped to ``box``, bilinearly resized into [T, h, w, 3] ``dst``."""
+    cv2 = _opencv()
     x, y, w, h = box
     size = (dst.shape[2], dst.shape[1])
     for t, i in enumerate(np.asarray(which).tolist()):
