@@ -1,19 +1,20 @@
 """Resize kernels for the loader's clips, on the real clips in ../shared/data: CPU per clip pair against
-decoding the pair's frames, and each kernel's pixels against the loader's own (torch's uint8
-antialiased bilinear kernel, shards.decode.clip_from_array).
+decoding the pair's frames, and each kernel's pixels against torch's uint8 antialiased bilinear
+kernel (what F.interpolate runs; the loader's for every crop until it took OpenCV's for enlarged ones).
 
 UCF-101's eleven clips are built into shards (``--size``, as bench/loader.py builds them), each
 video's pair drawn as the loader draws it, for ``--epochs`` epochs. Per pair the needed frames are
 decoded (simplejpeg) into one reused buffer, as a loader worker does, and each kernel resizes both
-clips' crops to 112x112, one thread. The kernels take turns within a round; the least CPU of
+clips' crops to 112x112, one thread. The kernels take turns within a round, in an order rotated
+every round (the first after the decoding runs slower); the least CPU of
 ``--rounds`` rounds is kept (other load on a shared machine only adds time). Printed per kernel: ms
 per pair, x the decoding, and the ceiling decode / (decode + resize) that bench/loader.py's "loader /
-limit" cannot pass with that kernel whatever else a worker does; and its pixels against the loader's,
-max and mean absolute difference, for each kind of crop (both sides enlarged, both shrunk, mixed).
+limit" cannot pass with that kernel whatever else a worker does; and its pixels against torch's, max
+and mean absolute difference, for each kind of crop (both sides enlarged, both shrunk, mixed).
+"loader (shards.decode)" is the loader's own choice per crop (OpenCV when enlarged, else torch).
 
-OpenCV's ``cv2.resize`` (opencv-python-headless) is measured where it is installed; the project
-does not depend on it. Its uint8 kernels: INTER_LINEAR (no antialiasing when shrinking), and
-INTER_AREA when both sides shrink, else INTER_LINEAR (OpenCV's usual rule for thumbnails).
+OpenCV's ``cv2.resize`` (opencv-python-headless), uint8, one thread: INTER_LINEAR (no antialiasing
+when shrinking), and INTER_AREA when both sides shrink, else INTER_LINEAR (its usual rule).
 
     python bench/resize.py [--size 128x171] [--epochs 4] [--rounds 5] [--shards DIR] [--json FILE]
 """
@@ -34,6 +35,7 @@ if __package__ in (None, ""):        # run by path: import this checkout's packa
 from bench.loader import build  # noqa: E402
 
 OUT = (112, 112)
+REFERENCE = "torch antialiased"     # torch's uint8 kernel on every crop: the pixels the others are compared with
 
 
 def kernels() -> dict:
@@ -41,22 +43,24 @@ def kernels() -> dict:
     import torch
     from PIL import Image
 
-    from shards.decode import clip_from_array
+    from shards.decode import _resize, as_slice, clip_from_array
+
+    def torch_aa(frames, which, box, slot):
+        x, y, w, h = box
+        _resize(torch.from_numpy(frames[as_slice(which), y:y + h, x:x + w]).permute(3, 0, 1, 2), OUT,
+                torch.from_numpy(slot[:len(which)]).permute(3, 0, 1, 2))
 
     def loader(frames, which, box, slot):
-        clip_from_array(frames, which, box, 0, OUT, torch.from_numpy(slot).permute(3, 0, 1, 2))
+        clip_from_array(frames, which, box, 0, OUT, torch.from_numpy(slot[:len(which)]).permute(3, 0, 1, 2))
 
     def pillow(frames, which, box, slot):      # BILINEAR with reducing: the same filter as torch's
         x, y, w, h = box
         for t, i in enumerate(which.tolist()):
             slot[t] = np.asarray(Image.fromarray(frames[i, y:y + h, x:x + w]).resize(OUT[::-1], Image.BILINEAR))
 
-    out = {"torch (loader)": loader, "pillow bilinear": pillow}
-    try:
-        import cv2
-    except ImportError:
-        print("OpenCV not installed (pip install opencv-python-headless): its kernels are not measured")
-        return out
+    out = {REFERENCE: torch_aa, "loader (shards.decode)": loader, "pillow bilinear": pillow}
+    import cv2
+
     cv2.setNumThreads(1)
 
     def opencv(rule):
@@ -114,14 +118,16 @@ def measure(work: list, height: int, width: int, rounds: int) -> dict:
             for i, j in enumerate(jpegs):
                 simplejpeg.decode_jpeg(j, colorspace="RGB", buffer=buf[i])
             spent["decode"] += time.thread_time() - t
-            for name, resize in ks.items():
+            names = list(ks)
+            for name in names[r % len(names):] + names[:r % len(names)]:     # each kernel first after the decoding in turn
+                resize = ks[name]
                 t = time.thread_time()
                 for which, box in clips:
                     resize(buf, which, box, slot)
                 spent[name] += time.thread_time() - t
                 if r == 0:       # pixels: each clip again, against the loader's
                     for which, box in clips:
-                        ks["torch (loader)"](buf, which, box, ref)
+                        ks[REFERENCE](buf, which, box, ref)
                         resize(buf, which, box, slot)
                         d = np.abs(slot[:len(which)].astype(np.int16) - ref[:len(which)])
                         m = diff[name].setdefault(kind(box), [0, 0.0, 0, 0])
@@ -155,7 +161,7 @@ def main() -> int:
     for name, k in fig["kernels"].items():
         px = "; ".join(f"{c} ({m['clips']} clips) max {m['max_abs']}, mean {m['mean_abs']:.2f}" for c, m in sorted(k["pixels"].items()))
         print(f"  {name:28s} {k['ms_per_pair']:6.2f} ms/pair = {k['x_decode']:.2f} x decode; ceiling of loader / limit "
-              f"{k['ceiling']:.2f}; pixels vs the loader's: {px}")
+              f"{k['ceiling']:.2f}; pixels vs torch's: {px}")
     if args.json:
         Path(args.json).write_text(json.dumps(fig, indent=2))
     return 0
