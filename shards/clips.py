@@ -21,8 +21,9 @@ def decode_jpegs(jpegs: Sequence[bytes], height: int, width: int) -> np.ndarray:
 def clip_from_frames(frames: np.ndarray, which, box: tuple[int, int, int, int], degrees: int,
                      size: tuple[int, int], out: torch.Tensor | None = None) -> torch.Tensor:
     """One clip as [3, T, h, w] uint8: frames ``which`` of [n, H, W, 3] ``frames``, cropped to ``box``
-    (x, y, w, h), resized to ``size`` (antialiased bilinear), rotated counter-clockwise by ``degrees``
-    (a multiple of 90); written into ``out`` (a slot of a batch) where given."""
+    (x, y, w, h), resized to ``size`` (antialiased bilinear: OpenCV's bilinear kernel, within one level,
+    where the crop is enlarged on both sides; see shards.decode.clip_from_array), rotated
+    counter-clockwise by ``degrees`` (a multiple of 90); written into ``out`` (a slot of a batch) where given."""
     return clip_from_array(frames, which, box, degrees, size, out)
 
 
