@@ -6,7 +6,7 @@
 3. pretrain CSTP (tiny backbone, all four losses) with `torchrun --nnodes 1 --nproc_per_node 2`;
 4. retrieval and linear probe for the checkpoint and for `--ckpt none`, one table, and plots.
 
-    python demo/run.py [--out out/demo] [--per-class 20 --test-per-class 5 --frames 80] [--content plain]
+    python demo/run.py [--out out/demo] [--per-class 20 --test-per-class 5 --frames 80] [--content textured]
                        [section.key=value ...]
 
 Trailing ``section.key=value`` items override the pretraining config (e.g. ``train.epochs=20``).
@@ -48,8 +48,9 @@ def build_parser():
     p.add_argument("--per-class", type=int, default=20, help="videos per class to generate")
     p.add_argument("--test-per-class", type=int, default=5, help="of which in each split's test list")
     p.add_argument("--frames", type=int, default=80, help="frames per generated video")
-    p.add_argument("--content", choices=("plain", "textured"), default="plain",
-                   help="the videos' background: flat grey, or a panned, zoomed textured scene")
+    p.add_argument("--content", choices=("plain", "textured"), default="textured",
+                   help="the videos' background: a panned, zoomed textured scene (on which the overlap heads have "
+                        "something to see), or flat grey")
     p.add_argument("--data-seed", type=int, default=0,
                    help="the generator's seed (the demo's settings were chosen on seed 1's videos, not on seed 0's)")
     p.add_argument("overrides", nargs="*", help="pretraining config overrides, section.key=value")
