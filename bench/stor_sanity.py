@@ -10,7 +10,7 @@ Trailing overrides go to every variant's pretraining (configs/tiny_cpu.yaml plus
 settings, COMMON and VARIANTS below: not the paper's, chosen so that a CPU run of a few minutes can
 show learning; README "Does STOR learn?"). Runs on the CPU; the wall time of each stage is in the
 output and the JSON. The variants pretrain side by side, each with its share of the cores
-(one thread each on 2 cores; OMP_NUM_THREADS, when set, wins): about 8 minutes on 2 idle cores.
+(one thread each on 2 cores; OMP_NUM_THREADS, when set, wins).
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ VARIANTS = {"stor_only": ["loss.contrastive=0", "loss.rate=0", "loss.rotation=0"
 # Steps each variant takes by default: STOR-only at 300 splits what it learns between its two heads
 # (36 / 53%, or 44 / 46%), at 600 both pass 50%; with the rotation term at 0.25 the temporal head
 # gets going after ~400 steps and 600 are not enough (38 / 29%), 1,200 are. A full-scheme step costs
-# ~1.7x a STOR-only one; the three side by side fit in about 8 minutes of 2 quiet cores.
+# ~1.7x a STOR-only one (the README gives the wall times measured).
 STEPS = {"stor_only": 600, "full": 600, "full_rot025": 1200}
 # The variant whose heads the JSON's top-level "heads" repeats: the first of these that ran.
 HEADLINE = ("full_rot025", "full")
