@@ -103,7 +103,7 @@ def lr_plot(records: list[dict], config: dict, events: list[dict], out: Path) ->
 
 
 def throughput_plot(records: list[dict], events: list[dict], note: str, window: int, out: Path) -> Path:
-    fig, (top, bottom) = _figure(f"throughput ({note})", rows=2)
+    fig, (top, bottom) = _figure(f"throughput\n({note})", rows=2)
     _curve(top, *series(records, "clips_per_s"), "clips/s", window)
     steady = steady_state(records, events)
     if steady:
@@ -122,7 +122,7 @@ def accuracy_plot(records: list[dict], config: dict, note: str, window: int, out
     if not heads:
         return None
     chance = chance_levels(config)
-    fig, (ax,) = _figure(f"pretext accuracy, dashed: chance ({note})")
+    fig, (ax,) = _figure(f"pretext accuracy, dashed: chance\n({note})")
     for i, head in enumerate(heads):
         _curve(ax, *series(records, f"acc_{head}"), head, window, f"C{i}")
         if head in chance:
